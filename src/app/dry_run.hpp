@@ -1,0 +1,29 @@
+#pragma once
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "app/context.hpp"
+#include "profile/diagnostic.hpp"
+#include "profile/profile.hpp"
+#include "qemu/argv.hpp"
+
+namespace kvmgpu::app {
+
+// What `kvmgpu run --dry-run` shows: the argv QEMU would get, and why it might not work here.
+// A dry run reads the profile and the host and writes nothing.
+struct DryRun {
+    profile::Profile profile;
+    profile::Diagnostics diagnostics;  // profile problems; argv is empty when any is an error
+    std::vector<std::string> warnings;  // host facts that would stop or change a real run
+    qemu::HostFacts facts;
+    std::vector<std::string> argv;
+};
+
+DryRun dry_run(const std::filesystem::path& profile_file, const Context& ctx);
+
+// The host facts the argv needs, read under ctx.host_root; problems become `warnings`.
+qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
+                             std::vector<std::string>& warnings);
+
+}  // namespace kvmgpu::app

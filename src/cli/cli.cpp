@@ -1,0 +1,237 @@
+#include "cli/cli.hpp"
+
+#include <unistd.h>
+
+#include <array>
+#include <cstdlib>
+#include <iostream>
+
+#include "cli/command.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::cli {
+namespace {
+
+constexpr std::array commands{
+    Command{"run", "PROFILE", "start a VM from a profile (this version: --dry-run prints the QEMU command)",
+            "", run_options, run_command},
+    Command{"check", "PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "host", nullptr, nullptr},
+    Command{"list", "", "list IOMMU groups and their PCI devices", "host", nullptr, nullptr},
+    Command{"ps", "", "list running VMs", "runtime", nullptr, nullptr},
+    Command{"status", "NAME", "show a VM's state", "runtime", nullptr, nullptr},
+    Command{"pause", "NAME", "pause a VM's vCPUs", "runtime", nullptr, nullptr},
+    Command{"resume", "NAME", "resume a paused VM", "runtime", nullptr, nullptr},
+    Command{"stop", "NAME", "shut a VM down (ACPI power button, then quit)", "runtime", nullptr, nullptr},
+    Command{"reset", "NAME", "hard-reset a VM", "runtime", nullptr, nullptr},
+    Command{"qmp", "NAME JSON", "send one raw QMP command to a VM and print the reply", "runtime", nullptr, nullptr},
+    Command{"events", "NAME", "stream a VM's QMP events", "runtime", nullptr, nullptr},
+    Command{"bind", "ADDRESS...", "bind PCI devices to vfio-pci (with a restore journal)", "host", nullptr, nullptr},
+    Command{"restore", "[NAME | --all]", "give devices back to their host drivers", "host", nullptr, nullptr},
+};
+
+const Command* find_command(std::string_view name) {
+    for (const auto& c : commands)
+        if (c.name == name) return &c;
+    return nullptr;
+}
+
+struct Globals {
+    std::string runtime_dir, host_root, state_dir;
+    bool json = false;
+};
+
+// Options that every command takes, before or after the command word. Each has an
+// environment twin; the option wins over the variable, the variable over the default.
+po::options_description global_options(Globals& g) {
+    po::options_description desc("Global options");
+    desc.add_options()
+        ("runtime-dir", po::value(&g.runtime_dir)->value_name("DIR"),
+         "runtime state of running VMs (env KVMGPU_RUNTIME_DIR; default /run/kvmgpu, or "
+         "$XDG_RUNTIME_DIR/kvmgpu when not root)")
+        ("state-dir", po::value(&g.state_dir)->value_name("DIR"),
+         "per-VM files that outlive a run, e.g. OVMF variables (env KVMGPU_STATE_DIR; default "
+         "/var/lib/kvmgpu, or ~/.local/share/kvmgpu when not root)")
+        ("host-root", po::value(&g.host_root)->value_name("DIR"),
+         "read and write the host's sys, proc and dev under DIR (env KVMGPU_HOST_ROOT; default /)")
+        ("json", po::bool_switch(&g.json), "machine-readable output")
+        ("help,h", "show help")
+        ("version", "show the version");
+    return desc;
+}
+
+std::string env_or(Getenv getenv_fn, const char* name, const std::string& fallback) {
+    const char* v = getenv_fn(name);
+    return v && *v ? std::string(v) : fallback;
+}
+
+app::Context make_context(const Globals& g, Getenv getenv_fn) {
+    app::Context ctx;
+    const bool root = ::geteuid() == 0;
+    std::string runtime_default = "/run/kvmgpu";
+    std::string state_default = "/var/lib/kvmgpu";
+    if (!root) {
+        const char* xdg = getenv_fn("XDG_RUNTIME_DIR");
+        runtime_default = xdg && *xdg ? std::string(xdg) + "/kvmgpu"
+                                      : "/tmp/kvmgpu-" + std::to_string(::geteuid());
+        const char* data = getenv_fn("XDG_DATA_HOME");
+        const char* home = getenv_fn("HOME");
+        state_default = data && *data ? std::string(data) + "/kvmgpu"
+                        : home && *home ? std::string(home) + "/.local/share/kvmgpu"
+                                        : runtime_default + "/state";
+    }
+    ctx.runtime_dir = !g.runtime_dir.empty() ? g.runtime_dir
+                                             : env_or(getenv_fn, "KVMGPU_RUNTIME_DIR", runtime_default);
+    ctx.state_dir = !g.state_dir.empty() ? g.state_dir
+                                         : env_or(getenv_fn, "KVMGPU_STATE_DIR", state_default);
+    ctx.host_root = !g.host_root.empty() ? g.host_root : env_or(getenv_fn, "KVMGPU_HOST_ROOT", "/");
+    return ctx;
+}
+
+void print_overview(std::ostream& out, const po::options_description& globals) {
+    out << "kvmgpu " KVMGPU_VERSION " — a direct QEMU/KVM launcher for GPU passthrough\n\n"
+           "Usage: kvmgpu [global options] <command> [options] [args]\n\nCommands:\n";
+    for (const auto& c : commands) {
+        std::string head = std::string(c.name) + (c.usage.empty() ? "" : " " + std::string(c.usage));
+        head.resize(std::max<std::size_t>(head.size() + 2, 26), ' ');
+        out << "  " << head << c.summary;
+        if (!c.arrives.empty()) out << " [not available yet]";
+        out << "\n";
+    }
+    out << "\n" << globals << "\n`kvmgpu help COMMAND` shows a command's options.\n"
+        << "Exit codes: 0 success, 1 runtime failure or not ready, 2 bad input.\n";
+}
+
+void print_command_help(std::ostream& out, const Command& c, const po::options_description& globals) {
+    out << "Usage: kvmgpu " << c.name << (c.usage.empty() ? "" : " ") << c.usage << " [options]\n\n"
+        << c.summary << "\n";
+    if (!c.arrives.empty())
+        out << "\nNot available in this version yet; it arrives with the " << c.arrives << " work.\n";
+    if (c.add_options) {
+        po::options_description desc(std::string(c.name) + " options");
+        c.add_options(desc);
+        out << "\n" << desc;
+    }
+    out << "\n" << globals;
+}
+
+// The command word: the first word that is neither an option nor an option's value.
+std::optional<std::size_t> command_index(const std::vector<std::string>& args,
+                                         const po::options_description& globals) {
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const auto& a = args[i];
+        if (a == "--") return i + 1 < args.size() ? std::optional(i + 1) : std::nullopt;
+        if (a.size() > 1 && a[0] == '-') {
+            if (a.find('=') != std::string::npos) continue;
+            const auto name = a.substr(a.find_first_not_of('-'));
+            const auto* opt = globals.find_nothrow(name, false);
+            if (opt && opt->semantic()->max_tokens() > 0) ++i;  // skip its value
+            continue;
+        }
+        return i;
+    }
+    return std::nullopt;
+}
+
+int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+             Getenv getenv_fn) {
+    Globals g;
+    auto globals = global_options(g);
+    const auto ci = command_index(args, globals);
+    if (!ci) {
+        po::variables_map vm;
+        po::store(po::command_line_parser(args).options(globals).run(), vm);
+        po::notify(vm);
+        if (vm.count("version")) {
+            out << "kvmgpu " KVMGPU_VERSION "\n";
+            return ok;
+        }
+        print_overview(vm.count("help") ? out : err, globals);
+        return vm.count("help") ? ok : bad_input;
+    }
+    std::string name = args[*ci];
+    std::vector<std::string> rest;
+    for (std::size_t i = 0; i < args.size(); ++i)
+        if (i != *ci) rest.push_back(args[i]);
+
+    if (name == "help") {
+        po::variables_map vm;
+        po::options_description all;
+        all.add(globals);
+        po::positional_options_description pos;
+        pos.add("topic", -1);
+        all.add_options()("topic", po::value<std::vector<std::string>>());
+        po::store(po::command_line_parser(rest).options(all).positional(pos).run(), vm);
+        if (!vm.count("topic")) {
+            print_overview(out, globals);
+            return ok;
+        }
+        const auto topic = vm["topic"].as<std::vector<std::string>>().front();
+        const auto* c = find_command(topic);
+        if (!c) throw UsageError("there is no command " + util::quoted(topic) + "; `kvmgpu --help` lists them");
+        print_command_help(out, *c, global_options(g));
+        return ok;
+    }
+
+    const Command* cmd = find_command(name);
+    if (!cmd) {
+        std::vector<std::string_view> names;
+        for (const auto& c : commands) names.push_back(c.name);
+        std::string msg = "there is no command " + util::quoted(name);
+        if (auto s = util::closest_match(name, names)) msg += "; did you mean " + util::quoted(*s) + "?";
+        else msg += "; `kvmgpu --help` lists them";
+        throw UsageError(msg);
+    }
+
+    po::options_description all;
+    all.add(globals);
+    if (cmd->add_options) {
+        po::options_description own(std::string(cmd->name) + " options");
+        cmd->add_options(own);
+        all.add(own);
+    }
+    all.add_options()("args", po::value<std::vector<std::string>>());
+    po::positional_options_description pos;
+    pos.add("args", -1);
+    Invocation inv{{}, false, {}, {}, out, err};
+    po::store(po::command_line_parser(rest).options(all).positional(pos).run(), inv.options);
+    po::notify(inv.options);
+    if (inv.options.count("help")) {
+        print_command_help(out, *cmd, global_options(g));
+        return ok;
+    }
+    inv.ctx = make_context(g, getenv_fn);
+    inv.json = g.json;
+    if (inv.options.count("args")) inv.args = inv.options["args"].as<std::vector<std::string>>();
+    if (!cmd->handler) {
+        err << "kvmgpu: error: `kvmgpu " << cmd->name
+            << "` is not available in this version yet; it arrives with the " << cmd->arrives
+            << " work (`kvmgpu --help` shows what is available)\n";
+        return failure;
+    }
+    return cmd->handler(inv);
+}
+
+}  // namespace
+
+int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
+        Getenv getenv_fn) {
+    try {
+        return dispatch(args, out, err, getenv_fn);
+    } catch (const UsageError& e) {
+        err << "kvmgpu: error: " << e.what() << "\n";
+        return bad_input;
+    } catch (const po::error& e) {
+        err << "kvmgpu: error: " << e.what() << " (see `kvmgpu --help`)\n";
+        return bad_input;
+    } catch (const std::exception& e) {
+        err << "kvmgpu: error: " << e.what() << "\n";
+        return failure;
+    }
+}
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    return run(args, std::cout, std::cerr, [](const char* name) -> const char* { return std::getenv(name); });
+}
+
+}  // namespace kvmgpu::cli

@@ -1,0 +1,206 @@
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "cli/cli.hpp"
+#include "util/text.hpp"
+
+using namespace kvmgpu;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path source_dir = KVMGPU_SOURCE_DIR;
+
+struct Result {
+    int code;
+    std::string out, err;
+};
+
+// The environment the CLI sees in these tests: only what a case sets.
+thread_local std::map<std::string, std::string> fake_env;
+const char* fake_getenv(const char* name) {
+    auto it = fake_env.find(name);
+    return it == fake_env.end() ? nullptr : it->second.c_str();
+}
+
+Result invoke(std::vector<std::string> args, std::map<std::string, std::string> env = {}) {
+    fake_env = std::move(env);
+    std::ostringstream out, err;
+    const int code = kvmgpu::cli::run(args, out, err, fake_getenv);
+    return {code, out.str(), err.str()};
+}
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string tmpl = (fs::temp_directory_path() / "kvmgpu-cli-XXXXXX").string();
+        path = ::mkdtemp(tmpl.data());
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+    fs::path write(const std::string& name, const std::string& text) const {
+        std::ofstream(path / name) << text;
+        return path / name;
+    }
+};
+
+std::string demo() { return (source_dir / "profiles" / "demo.toml").string(); }
+
+}  // namespace
+
+TEST_CASE("run --dry-run prints one copy-pasteable line and exits 0", "[cli]") {
+    const auto r = invoke({"run", "--dry-run", demo(), "--runtime-dir", "/tmp/rt"});
+    CHECK(r.code == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.rfind("qemu-system-x86_64 -name guest=demo,debug-threads=on -nodefaults ", 0) == 0);
+    CHECK(r.out.find("path=/tmp/rt/demo/qmp.sock") != std::string::npos);
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+}
+
+TEST_CASE("global options are accepted before or after the command, with env twins", "[cli]") {
+    const auto before = invoke({"--runtime-dir", "/tmp/a", "--json", "run", "-n", demo()});
+    const auto after = invoke({"run", "-n", demo(), "--json", "--runtime-dir=/tmp/a"});
+    const auto env = invoke({"run", "-n", demo(), "--json"}, {{"KVMGPU_RUNTIME_DIR", "/tmp/a"}});
+    const auto both = invoke({"run", "-n", demo(), "--json", "--runtime-dir", "/tmp/b"},
+                          {{"KVMGPU_RUNTIME_DIR", "/tmp/a"}});
+    for (const auto* r : {&before, &after, &env}) {
+        REQUIRE(r->code == 0);
+        CHECK(nlohmann::json::parse(r->out)["runtime_dir"] == "/tmp/a/demo");
+    }
+    CHECK(nlohmann::json::parse(both.out)["runtime_dir"] == "/tmp/b/demo");  // the option wins
+}
+
+TEST_CASE("run --dry-run --json gives the argv as an array", "[cli]") {
+    const auto r = invoke({"run", "--dry-run", "--json", demo(), "--runtime-dir", "/rt", "--state-dir", "/st"});
+    REQUIRE(r.code == 0);
+    const auto j = nlohmann::json::parse(r.out);
+    CHECK(j["name"] == "demo");
+    CHECK(j["argv"][0] == "qemu-system-x86_64");
+    CHECK(j["argv"].size() > 20);
+    CHECK(j["warnings"].empty());
+    CHECK(j["state_dir"] == "/st/demo");
+}
+
+TEST_CASE("every example profile dry-runs with --json; absent devices are warnings", "[cli]") {
+    TempDir host;  // an empty host root: no PCI devices at all
+    for (const char* name : {"demo", "windows-gaming-nvidia", "linux-workstation-novnc"}) {
+        INFO(name);
+        const auto file = (source_dir / "profiles" / (std::string(name) + ".toml")).string();
+        const auto r = invoke({"run", "--dry-run", "--json", file, "--host-root", host.path.string()});
+        REQUIRE(r.code == 0);
+        const auto j = nlohmann::json::parse(r.out);
+        CHECK(j["argv"].size() > 20);
+        if (std::string(name) == "windows-gaming-nvidia") {
+            REQUIRE(j["warnings"].size() == 2);
+            CHECK(j["warnings"][0].get<std::string>().find("\"0000:01:00.0\" does not exist") != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("a dry run writes nothing", "[cli]") {
+    TempDir dir;
+    const auto runtime = dir.path / "runtime";
+    const auto state = dir.path / "state";
+    const auto r = invoke({"run", "-n", (source_dir / "profiles" / "windows-gaming-nvidia.toml").string(),
+                        "--runtime-dir", runtime.string(), "--state-dir", state.string(),
+                        "--host-root", dir.path.string()});
+    CHECK(r.code == 0);
+    CHECK_FALSE(fs::exists(runtime));
+    CHECK_FALSE(fs::exists(state));
+    CHECK(fs::is_empty(dir.path));
+}
+
+TEST_CASE("a bad profile lists every problem with file:line:col and exits 2", "[cli]") {
+    TempDir dir;
+    const auto file = dir.write("bad.toml", "[machine]\nmemory = \"16Q\"\n[cpu]\nhide_kmv = true\n");
+    const auto r = invoke({"run", "--dry-run", file.string()});
+    CHECK(r.code == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.find(file.string() + ":2:10: error: [machine] memory \"16Q\" is not a size") != std::string::npos);
+    CHECK(r.err.find(file.string() + ":4:1: error: [cpu] has no key \"hide_kmv\"; did you mean \"hide_kvm\"?") !=
+          std::string::npos);
+    CHECK(r.err.find("kvmgpu: error: " + file.string() + " has 2 errors") != std::string::npos);
+
+    const auto j = invoke({"run", "--dry-run", "--json", file.string()});
+    CHECK(j.code == 2);
+    const auto parsed = nlohmann::json::parse(j.out);
+    REQUIRE(parsed["diagnostics"].size() == 2);
+    CHECK(parsed["diagnostics"][1]["key"] == "cpu.hide_kmv");
+    CHECK(parsed["diagnostics"][1]["line"] == 4);
+    CHECK_FALSE(parsed.contains("argv"));
+}
+
+TEST_CASE("a missing profile file is bad input naming the file", "[cli]") {
+    const auto r = invoke({"run", "-n", "/nonexistent/vm.toml"});
+    CHECK(r.code == 2);
+    CHECK(r.err.find("/nonexistent/vm.toml: error: cannot read the profile: No such file or directory") !=
+          std::string::npos);
+}
+
+TEST_CASE("usage errors exit 2 with a hint", "[cli]") {
+    struct Case { std::vector<std::string> args; const char* fragment; };
+    for (const auto& c : {Case{{"rnu"}, "did you mean \"run\"?"},
+                          Case{{"frobnicate"}, "there is no command \"frobnicate\""},
+                          Case{{"run", "-n"}, "run needs a profile"},
+                          Case{{"run", "-n", "a.toml", "b.toml"}, "run takes one profile"},
+                          Case{{"run", "--bogus", "a.toml"}, "unrecognised option '--bogus'"},
+                          Case{{"run", "-n", "a.toml", "--runtime-dir"}, "--runtime-dir"},
+                          Case{{}, "Usage: kvmgpu"},
+                          Case{{"help", "nope"}, "there is no command \"nope\""}}) {
+        const auto r = invoke(c.args);
+        INFO(util::shell_join(c.args) << "\n" << r.err);
+        CHECK(r.code == 2);
+        CHECK(r.err.find(c.fragment) != std::string::npos);
+    }
+}
+
+TEST_CASE("help and version go to stdout and exit 0", "[cli]") {
+    const auto help = invoke({"--help"});
+    CHECK(help.code == 0);
+    for (const char* word : {"run", "check", "list", "ps", "status", "pause", "resume", "stop", "reset",
+                             "qmp", "events", "bind", "restore", "--runtime-dir", "--host-root", "--json"})
+        CHECK(help.out.find(word) != std::string::npos);
+    const auto run_help = invoke({"help", "run"});
+    CHECK(run_help.code == 0);
+    CHECK(run_help.out.find("--dry-run") != std::string::npos);
+    CHECK(invoke({"run", "--help"}).out == run_help.out);
+    const auto version = invoke({"--version"});
+    CHECK(version.code == 0);
+    CHECK(version.out == "kvmgpu " KVMGPU_VERSION "\n");
+}
+
+TEST_CASE("commands of later versions say so plainly and exit 1", "[cli]") {
+    for (const char* cmd : {"check", "list", "ps", "status", "pause", "resume", "stop", "reset", "qmp",
+                            "events", "bind", "restore"}) {
+        const auto r = invoke({cmd, "x"});
+        INFO(cmd);
+        CHECK(r.code == 1);
+        CHECK(r.err.find("is not available in this version yet") != std::string::npos);
+    }
+    const auto run = invoke({"run", demo()});
+    CHECK(run.code == 1);
+    CHECK(run.err.find("--dry-run") != std::string::npos);
+}
+
+TEST_CASE("the installed binary gives the same exit codes as the library", "[cli]") {
+    // Through the real executable and a real process exit status.
+    auto status = [](const std::string& args) {
+        const std::string cmd = std::string(KVMGPU_BINARY) + " " + args + " >/dev/null 2>&1";
+        const int raw = std::system(cmd.c_str());
+        return WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    };
+    CHECK(status("run --dry-run " + util::shell_quote(demo())) == 0);
+    CHECK(status("run --dry-run /nonexistent.toml") == 2);
+    CHECK(status("pause demo") == 1);
+    CHECK(status("--version") == 0);
+}

@@ -1,0 +1,45 @@
+#pragma once
+// The shape every CLI command shares: its options, its words, and where it prints.
+#include <boost/program_options.hpp>
+
+#include <iosfwd>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "app/context.hpp"
+
+namespace kvmgpu::cli {
+
+namespace po = boost::program_options;
+
+enum Exit : int { ok = 0, failure = 1, bad_input = 2 };
+
+// Bad input found by the CLI itself: printed as "kvmgpu: error: …", exit 2.
+struct UsageError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct Invocation {
+    app::Context ctx;
+    bool json = false;
+    po::variables_map options;
+    std::vector<std::string> args;  // positional words after the command
+    std::ostream& out;
+    std::ostream& err;
+};
+
+struct Command {
+    std::string_view name;
+    std::string_view usage;    // "PROFILE" — the words after the command
+    std::string_view summary;  // one line for `kvmgpu --help`
+    std::string_view arrives;  // empty when implemented; else the issue area it arrives with
+    void (*add_options)(po::options_description&) = nullptr;
+    int (*handler)(Invocation&) = nullptr;
+};
+
+// Commands implemented in cmd_*.cpp.
+int run_command(Invocation& inv);
+void run_options(po::options_description& desc);
+
+}  // namespace kvmgpu::cli

@@ -1,0 +1,159 @@
+#pragma once
+// Plain structs for a VM profile. Defaults here are the documented defaults of
+// docs/profile.md; the loader fills what the file says, the validator checks meaning.
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "util/pci_address.hpp"
+
+namespace kvmgpu::profile {
+
+enum class Accel { kvm, tcg };
+enum class Hugepages { none, size_2m, size_1g };
+enum class FirmwareType { ovmf, seabios };
+enum class DiskFormat { raw, qcow2 };
+enum class DiskBus { virtio, nvme, sata, scsi };
+enum class DiskMedia { disk, cdrom };
+enum class NetworkMode { user, bridge, tap, none };
+enum class DisplayType { none, vnc, spice };
+enum class LookingGlassBackend { shm, kvmfr };
+enum class AudioBackend { none, pipewire, pulseaudio };
+enum class Rtc { utc, localtime };
+
+struct Machine {
+    std::string type = "q35";
+    Accel accel = Accel::kvm;
+    std::uint64_t memory = 0;  // bytes; required
+    Hugepages hugepages = Hugepages::none;
+    Rtc rtc = Rtc::utc;  // Windows guests expect localtime
+};
+
+struct Cpu {
+    std::string model = "host";  // "host" becomes "max" under tcg
+    unsigned sockets = 1;
+    unsigned cores = 2;
+    unsigned threads = 1;
+    bool hide_kvm = false;                    // kvm=off
+    std::optional<std::string> hv_vendor_id;  // 1..12 printable ASCII
+    bool hyperv = false;                      // Hyper-V enlightenments
+    std::vector<unsigned> pin;                // host CPU per vCPU
+    std::vector<unsigned> emulator_pin;       // host CPUs for QEMU's other threads
+
+    unsigned vcpus() const { return sockets * cores * threads; }
+};
+
+struct Firmware {
+    FirmwareType type = FirmwareType::ovmf;
+    std::filesystem::path code;  // empty: the Debian OVMF default for secure_boot
+    std::filesystem::path vars;  // template; empty: the Debian default
+    bool secure_boot = false;
+};
+
+struct PciDevice {
+    util::PciAddress address;
+    std::filesystem::path rom;  // empty: the card's own ROM
+    std::optional<bool> rombar;
+    bool vga = false;  // x-vga=on, for legacy VGA ranges (SeaBIOS guests)
+};
+
+struct Disk {
+    std::filesystem::path path;
+    DiskFormat format = DiskFormat::raw;
+    DiskBus bus = DiskBus::virtio;
+    DiskMedia media = DiskMedia::disk;
+    bool readonly = false;
+};
+
+struct Network {
+    NetworkMode mode = NetworkMode::user;
+    std::string bridge;  // mode = bridge
+    std::string tap;     // mode = tap
+    std::string mac;     // empty: derived from the VM name, stable across runs
+    std::string model = "virtio-net-pci";
+};
+
+struct Usb {
+    std::uint16_t vendor = 0;
+    std::uint16_t product = 0;
+};
+
+struct Input {
+    std::filesystem::path evdev;
+    bool grab_all = false;
+    std::string grab_toggle = "ctrl-ctrl";
+};
+
+struct Display {
+    DisplayType type = DisplayType::none;
+    std::string listen = "127.0.0.1";
+    unsigned port = 0;                 // vnc: 5900 + display; spice: the port. 0: default
+    std::optional<unsigned> websocket; // vnc only: websocket port for noVNC
+    // Emulated display adapter: "vga", "virtio-vga", "qxl-vga" or "none". Empty: "vga" when
+    // type is vnc or spice, "none" otherwise (a passed-through GPU is the display).
+    std::string device;
+};
+
+struct LookingGlass {
+    bool enabled = false;
+    std::uint64_t size = 0;  // bytes; 0 with size_auto
+    bool size_auto = true;
+    unsigned width = 1920;
+    unsigned height = 1080;
+    bool hdr = false;
+    LookingGlassBackend backend = LookingGlassBackend::shm;
+    std::filesystem::path path;  // empty: /dev/shm/looking-glass or /dev/kvmfr0
+};
+
+struct Audio {
+    AudioBackend backend = AudioBackend::none;
+    std::string server;  // pulse server, e.g. "unix:/run/user/1000/pulse/native"
+};
+
+struct Tpm {
+    bool enabled = false;
+};
+
+struct Hooks {
+    std::vector<std::string> prestart;  // argv, never a shell string
+    std::vector<std::string> poststop;
+};
+
+struct Qemu {
+    std::string binary = "qemu-system-x86_64";
+    std::vector<std::string> extra;
+};
+
+// Where in the profile file a key was written, for error messages.
+struct SourcePos {
+    std::uint32_t line = 0;
+    std::uint32_t column = 0;
+};
+
+struct Profile {
+    std::filesystem::path file;  // the profile file, as given
+    std::string name;
+    Machine machine;
+    Cpu cpu;
+    Firmware firmware;
+    std::vector<PciDevice> pci;
+    std::vector<Disk> disks;
+    Network network;
+    std::vector<Usb> usb;
+    std::vector<Input> inputs;
+    Display display;
+    LookingGlass looking_glass;
+    Audio audio;
+    Tpm tpm;
+    Hooks hooks;
+    Qemu qemu;
+
+    // Key path ("cpu.hv_vendor_id", "pci[1].address", "pci[1]") → where it was written.
+    std::map<std::string, SourcePos> positions;
+    SourcePos where(const std::string& key_path) const;
+};
+
+}  // namespace kvmgpu::profile

@@ -1,0 +1,37 @@
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvmgpu::util {
+
+// Parses a size with an optional binary suffix: "16G", "512M", "64K", "1T", "4096" (bytes).
+// Suffixes are powers of 1024; "16GiB"/"16GB" are accepted as "16G". Nullopt on anything else
+// or on overflow.
+std::optional<std::uint64_t> parse_size(std::string_view text);
+
+// "16G" for 16 GiB; the largest unit that divides the value exactly.
+std::string format_size(std::uint64_t bytes);
+
+// Levenshtein distance, for "did you mean" suggestions.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+// The candidate closest to `word`, if it is close enough to be a plausible typo.
+std::optional<std::string> closest_match(std::string_view word,
+                                         std::span<const std::string_view> candidates);
+
+// The first ASCII control character (< 0x20 or 0x7f) in `text`, if any.
+std::optional<char> find_control_char(std::string_view text);
+
+// Quotes one word for a POSIX shell so that copy-pasting the result gives back `word` exactly.
+std::string shell_quote(std::string_view word);
+std::string shell_join(const std::vector<std::string>& argv);
+
+// `"name"` with the inner quotes and backslashes escaped as in a TOML basic string, and
+// control characters shown as \n, \t or \u00XX: safe to print in an error message.
+std::string quoted(std::string_view text);
+
+}  // namespace kvmgpu::util
