@@ -1,0 +1,224 @@
+#include "util/process.hpp"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+using kvmgpu::util::ChildProcess;
+using kvmgpu::util::describe_wait_status;
+using kvmgpu::util::exited_successfully;
+using kvmgpu::util::spawn;
+using kvmgpu::util::SpawnError;
+using kvmgpu::util::SpawnOptions;
+using namespace std::chrono_literals;
+
+namespace {
+
+class TempDir {
+public:
+    TempDir() {
+        std::string tmpl = (std::filesystem::temp_directory_path() / "kvmgpu-process-XXXXXX").string();
+        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = tmpl;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+};
+
+std::string read_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream out;
+    out << in.rdbuf();
+    return out.str();
+}
+
+}  // namespace
+
+TEST_CASE("describe_wait_status names exit codes and signals", "[process]") {
+    // Real statuses from real children, so the test does not depend on the encoding.
+    auto status_of = [](std::vector<std::string> argv) {
+        auto child = spawn(argv);
+        return child.wait();
+    };
+    CHECK(describe_wait_status(status_of({"/bin/true"})) == "exited with status 0");
+    CHECK(describe_wait_status(status_of({"/bin/sh", "-c", "exit 3"})) == "exited with status 3");
+    CHECK(describe_wait_status(status_of({"/bin/sh", "-c", "kill -KILL $$"})) ==
+          "killed by signal 9 (SIGKILL)");
+}
+
+TEST_CASE("spawn runs /bin/true and reports a successful exit", "[process]") {
+    auto child = spawn({"/bin/true"});
+    REQUIRE(child.pid() > 0);
+    const auto status = child.wait_for(10s);
+    REQUIRE(status.has_value());
+    CHECK(exited_successfully(*status));
+    CHECK(describe_wait_status(*status) == "exited with status 0");
+    // Once reaped, the status is remembered.
+    CHECK(child.try_wait() == status);
+}
+
+TEST_CASE("spawn finds a program in PATH and reports a failing exit", "[process]") {
+    auto child = spawn({"false"});
+    const auto status = child.wait_for(10s);
+    REQUIRE(status.has_value());
+    CHECK_FALSE(exited_successfully(*status));
+    CHECK(describe_wait_status(*status) == "exited with status 1");
+}
+
+TEST_CASE("spawn of a missing binary throws an error naming it and the cause", "[process]") {
+    SECTION("an absolute path that does not exist fails at exec, reported through the pipe") {
+        try {
+            spawn({"/nonexistent/kvmgpu-no-such-binary", "arg"});
+            FAIL("spawn did not throw");
+        } catch (const SpawnError& e) {
+            CHECK(std::string(e.what()) ==
+                  "cannot start \"/nonexistent/kvmgpu-no-such-binary\": exec failed: No such file or directory");
+        }
+    }
+    SECTION("a bare name that is not in PATH") {
+        try {
+            spawn({"kvmgpu-no-such-binary"});
+            FAIL("spawn did not throw");
+        } catch (const SpawnError& e) {
+            CHECK_THAT(e.what(), Catch::StartsWith("cannot start \"kvmgpu-no-such-binary\": no executable named "
+                                                   "\"kvmgpu-no-such-binary\" in PATH"));
+        }
+    }
+    SECTION("a file that is not executable") {
+        TempDir dir;
+        const auto script = dir.path() / "not-executable";
+        std::ofstream(script) << "#!/bin/sh\n";
+        try {
+            spawn({script.string()});
+            FAIL("spawn did not throw");
+        } catch (const SpawnError& e) {
+            CHECK(std::string(e.what()) == "cannot start \"" + script.string() + "\": exec failed: Permission denied");
+        }
+    }
+    SECTION("an empty argv") {
+        CHECK_THROWS_WITH(spawn({}), "cannot start a process: its argv is empty");
+    }
+}
+
+TEST_CASE("a child killed by a signal reports the signal", "[process]") {
+    auto child = spawn({"/bin/sleep", "30"});
+    CHECK_FALSE(child.try_wait().has_value());
+    child.kill(SIGTERM);
+    const auto status = child.wait_for(10s);
+    REQUIRE(status.has_value());
+    CHECK(WIFSIGNALED(*status));
+    CHECK(WTERMSIG(*status) == SIGTERM);
+    CHECK(describe_wait_status(*status) == "killed by signal 15 (SIGTERM)");
+    // Signalling a reaped child is a no-op rather than a shot at a recycled pid.
+    CHECK_NOTHROW(child.kill(SIGKILL));
+}
+
+TEST_CASE("wait_for returns nullopt at the deadline while the child runs", "[process]") {
+    auto child = spawn({"/bin/sleep", "30"});
+    const auto start = std::chrono::steady_clock::now();
+    CHECK_FALSE(child.wait_for(50ms).has_value());
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    CHECK(elapsed >= 50ms);
+    CHECK(elapsed < 5s);
+}
+
+TEST_CASE("the log file receives stdout and stderr, appended", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "child.log";
+    std::ofstream(log) << "previous\n";
+    SpawnOptions options;
+    options.log_file = log;
+    auto child = spawn({"/bin/sh", "-c", "echo to-stdout; echo to-stderr >&2"}, options);
+    REQUIRE(child.wait_for(10s).value_or(-1) == 0);
+    CHECK(read_file(log) == "previous\nto-stdout\nto-stderr\n");
+}
+
+TEST_CASE("arguments with spaces, commas and quotes reach the child unchanged", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "echo.log";
+    SpawnOptions options;
+    options.log_file = log;
+    auto child = spawn({"/bin/echo", "a b", "file=x,,y,cache=none", "'$HOME' \"*\"", ""}, options);
+    REQUIRE(child.wait_for(10s).value_or(-1) == 0);
+    CHECK(read_file(log) == "a b file=x,,y,cache=none '$HOME' \"*\" \n");
+}
+
+TEST_CASE("the child inherits no fds beyond stdio when close_other_fds is set", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "fds.log";
+    SpawnOptions options;
+    options.log_file = log;
+    // /proc/self/fd of `ls` lists 0, 1, 2 and the directory fd ls itself opens to read it.
+    auto child = spawn({"/bin/ls", "/proc/self/fd"}, options);
+    REQUIRE(child.wait_for(10s).value_or(-1) == 0);
+    CHECK(read_file(log) == "0\n1\n2\n3\n");
+}
+
+TEST_CASE("new_session puts the child in its own session", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "sid.log";
+    SpawnOptions options;
+    options.log_file = log;
+    options.new_session = true;
+    // ps is not always installed; the shell reads its session id from /proc instead.
+    auto child = spawn({"/bin/sh", "-c", "cut -d' ' -f6 /proc/$$/stat; echo $$"}, options);
+    REQUIRE(child.wait_for(10s).value_or(-1) == 0);
+    const auto text = read_file(log);
+    const auto newline = text.find('\n');
+    REQUIRE(newline != std::string::npos);
+    CHECK(text.substr(0, newline) + "\n" == text.substr(newline + 1));  // session id == own pid
+    CHECK(std::stoi(text.substr(0, newline)) != ::getsid(0));
+}
+
+TEST_CASE("the destructor kills and reaps a running child", "[process]") {
+    pid_t pid = -1;
+    {
+        auto child = spawn({"/bin/sleep", "30"});
+        pid = child.pid();
+        REQUIRE(::kill(pid, 0) == 0);
+    }
+    // Reaped, not a zombie: the pid no longer exists.
+    errno = 0;
+    CHECK(::kill(pid, 0) == -1);
+    CHECK(errno == ESRCH);
+}
+
+TEST_CASE("release detaches a child so it survives its owner", "[process]") {
+    pid_t pid = -1;
+    {
+        auto child = spawn({"/bin/sleep", "30"});
+        pid = child.release();
+        CHECK(child.pid() == -1);
+    }
+    REQUIRE(pid > 0);
+    CHECK(::kill(pid, 0) == 0);
+    // Clean up the detached child ourselves.
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    CHECK(WTERMSIG(status) == SIGKILL);
+}
+
+TEST_CASE("move assignment applies the kill policy to the replaced child", "[process]") {
+    auto first = spawn({"/bin/sleep", "30"});
+    const pid_t first_pid = first.pid();
+    first = spawn({"/bin/true"});
+    errno = 0;
+    CHECK(::kill(first_pid, 0) == -1);
+    CHECK(errno == ESRCH);
+    CHECK(first.wait() == 0);
+}
