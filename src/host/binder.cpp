@@ -1,0 +1,334 @@
+#include "host/binder.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <optional>
+#include <system_error>
+#include <thread>
+
+#include "host/journal.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::host {
+
+namespace fs = std::filesystem;
+using util::PciAddress;
+
+std::string_view step_name(BindStep step) {
+    switch (step) {
+        case BindStep::inspect: return "inspect";
+        case BindStep::journal: return "journal";
+        case BindStep::driver_override: return "driver_override";
+        case BindStep::unbind: return "unbind";
+        case BindStep::drivers_probe: return "drivers_probe";
+        case BindStep::bind: return "bind";
+        case BindStep::wait_driver: return "wait_driver";
+        case BindStep::wait_vfio_group: return "wait_vfio_group";
+    }
+    return "?";
+}
+
+bool RestoreReport::ok() const {
+    return std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d.ok; });
+}
+
+namespace {
+
+constexpr std::string_view kVfioPci = "vfio-pci";
+
+// One step of one device failed; `detail` is the sentence saying what and why.
+struct StepFailed {
+    BindStep step;
+    int error;
+    std::string detail;
+};
+
+struct DeviceState {
+    bool exists = false;
+    std::optional<std::string> driver;
+    std::optional<std::string> driver_override;
+    std::optional<std::string> group;
+};
+
+fs::path device_dir(const fs::path& root, const PciAddress& address) {
+    return under(root, "sys/bus/pci/devices") / address.str();
+}
+
+DeviceState read_state(const fs::path& root, const PciAddress& address) {
+    const fs::path dir = device_dir(root, address);
+    DeviceState s;
+    std::error_code ec;
+    s.exists = fs::exists(dir, ec);
+    if (!s.exists) return s;
+    s.driver = link_basename(dir / "driver");
+    if (auto text = read_attr(dir / "driver_override"); text && *text != "(null)" && !text->empty())
+        s.driver_override = *text;
+    s.group = link_basename(dir / "iommu_group");
+    return s;
+}
+
+void write_or_fail(SysfsWriter& writer, BindStep step, const fs::path& file, std::string_view data) {
+    if (const int error = writer.write(file, data); error != 0) {
+        std::string shown(data);
+        if (shown == "\n") shown = "\\n";
+        throw StepFailed{step, error,
+                         "writing " + util::quoted(shown) + " to " + util::quoted(file.string()) +
+                             " failed: " + errno_text(error)};
+    }
+}
+
+// Polls `done` until it holds or the deadline passes; the only sleeping in host/.
+template <typename Pred>
+bool poll_until(const BindOptions& options, Pred done) {
+    const auto deadline = std::chrono::steady_clock::now() + options.timeout;
+    while (true) {
+        if (done()) return true;
+        if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(options.poll_interval);
+    }
+}
+
+std::string driver_text(const std::optional<std::string>& driver) {
+    return driver ? util::quoted(*driver) : std::string("no driver");
+}
+
+// Restores one device to its journal entry; returns a sentence saying what was done.
+std::string restore_one(const fs::path& root, const JournalEntry& entry, SysfsWriter& writer,
+                        const BindOptions& options) {
+    const PciAddress& address = entry.address;
+    const std::string addr = address.str();
+    const fs::path dir = device_dir(root, address);
+    DeviceState state = read_state(root, address);
+    if (!state.exists)
+        return "PCI device " + util::quoted(addr) + " is no longer present; nothing to restore.";
+    bool changed = false;
+
+    if (state.driver_override != entry.driver_override) {
+        write_or_fail(writer, BindStep::driver_override, dir / "driver_override",
+                      entry.driver_override ? std::string_view(*entry.driver_override) : "\n");
+        changed = true;
+    }
+    if (state.driver == kVfioPci && entry.driver != kVfioPci) {
+        write_or_fail(writer, BindStep::unbind, dir / "driver" / "unbind", addr);
+        changed = true;
+        state = read_state(root, address);
+    }
+    if (entry.driver && !state.driver) {
+        const fs::path bind = under(root, "sys/bus/pci/drivers") / *entry.driver / "bind";
+        if (const int error = writer.write(bind, addr); error != 0) {
+            // The driver may refuse a direct bind (or its directory may be gone while its
+            // module is unloaded); drivers_probe lets the kernel match the device again.
+            const fs::path probe = under(root, "sys/bus/pci/drivers_probe");
+            if (const int error2 = writer.write(probe, addr); error2 != 0)
+                throw StepFailed{BindStep::bind, error,
+                                 "writing " + util::quoted(addr) + " to " + util::quoted(bind.string()) +
+                                     " failed (" + errno_text(error) + ") and so did " +
+                                     util::quoted(probe.string()) + " (" + errno_text(error2) + ")"};
+        }
+        changed = true;
+        const bool back = poll_until(options, [&] {
+            return link_basename(dir / "driver") == entry.driver;
+        });
+        if (!back)
+            throw StepFailed{BindStep::wait_driver, ETIMEDOUT,
+                             "the driver " + util::quoted(*entry.driver) + " did not take the device within " +
+                                 std::to_string(options.timeout.count()) + " ms (it is on " +
+                                 driver_text(link_basename(dir / "driver")) +
+                                 "); see `dmesg`, or load the driver's module and retry"};
+        state = read_state(root, address);
+    }
+    if (state.driver != entry.driver)
+        return "PCI device " + util::quoted(addr) + " was left on " + driver_text(state.driver) +
+               " (it was on " + driver_text(entry.driver) +
+               " before kvmgpu bound it, and something else has rebound it since).";
+    if (!changed)
+        return "PCI device " + util::quoted(addr) + " was already on " + driver_text(entry.driver) + ".";
+    return "PCI device " + util::quoted(addr) + " is back on " + driver_text(entry.driver) + ".";
+}
+
+std::string step_hint(BindStep step, const std::string& vm) {
+    switch (step) {
+        case BindStep::inspect: return "Check the address with `kvmgpu list`.";
+        case BindStep::journal: return "Check that the runtime directory is writable.";
+        case BindStep::driver_override:
+        case BindStep::unbind:
+        case BindStep::drivers_probe:
+        case BindStep::bind:
+            return "kvmgpu must run as root; `dmesg` shows the kernel's reason.";
+        case BindStep::wait_driver:
+            return "Check that the vfio-pci module is loaded (`modprobe vfio-pci`) and that the "
+                   "IOMMU is on; `dmesg` shows why vfio-pci refused the device.";
+        case BindStep::wait_vfio_group:
+            return "Check that devtmpfs/udev create the /dev/vfio nodes; `kvmgpu restore " + vm +
+                   "` undoes a partial bind.";
+    }
+    return {};
+}
+
+int error_of(const std::system_error& e) { return e.code().value(); }
+
+void erase_entry(Journal& journal, const PciAddress& address) {
+    std::erase_if(journal.devices, [&](const JournalEntry& e) { return e.address == address; });
+}
+
+}  // namespace
+
+BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const std::string& vm,
+                        const std::vector<PciAddress>& devices, SysfsWriter& writer,
+                        const BindOptions& options) {
+    const pid_t pid = options.pid ? options.pid : ::getpid();
+    BindResult result;
+    Journal journal;
+    try {
+        journal = read_journal(runtime_dir, vm).value_or(Journal{vm, pid, {}});
+    } catch (const std::exception& e) {
+        throw BindError(devices.empty() ? PciAddress{} : devices.front(), BindStep::journal, EIO,
+                        true, std::string("binding to vfio-pci did not start: ") + e.what());
+    }
+    journal.vm = vm;
+    journal.pid = pid;
+    std::vector<JournalEntry> changed;  // journaled by this call, in binding order
+
+    // A device named twice is bound once, at its first place.
+    std::vector<PciAddress> unique;
+    for (const PciAddress& address : devices)
+        if (std::find(unique.begin(), unique.end(), address) == unique.end()) unique.push_back(address);
+
+    for (const PciAddress& address : unique) {
+        const std::string addr = address.str();
+        const fs::path dir = device_dir(root, address);
+        try {
+            const DeviceState state = read_state(root, address);
+            if (!state.exists)
+                throw StepFailed{BindStep::inspect, ENODEV,
+                                 "the device does not exist (no " + util::quoted(dir.string()) + ")"};
+            if (state.driver == kVfioPci) {
+                result.already_vfio.push_back(address);
+                continue;
+            }
+            if (!state.group)
+                throw StepFailed{BindStep::inspect, ENOENT,
+                                 "the device has no IOMMU group (no " +
+                                     util::quoted((dir / "iommu_group").string()) +
+                                     "), so vfio-pci cannot take it; turn the IOMMU on"};
+
+            // Undo before mutate: the entry is on disk before the first sysfs write.
+            const JournalEntry entry{address, state.driver, state.driver_override};
+            erase_entry(journal, address);
+            journal.devices.push_back(entry);
+            changed.push_back(entry);
+            try {
+                write_journal(runtime_dir, journal);
+            } catch (const std::system_error& e) {
+                throw StepFailed{BindStep::journal, error_of(e), e.what()};
+            }
+
+            write_or_fail(writer, BindStep::driver_override, dir / "driver_override", kVfioPci);
+            if (state.driver)
+                write_or_fail(writer, BindStep::unbind, dir / "driver" / "unbind", addr);
+            write_or_fail(writer, BindStep::drivers_probe, under(root, "sys/bus/pci/drivers_probe"),
+                          addr);
+            if (!poll_until(options, [&] { return link_basename(dir / "driver") == kVfioPci; }))
+                throw StepFailed{BindStep::wait_driver, ETIMEDOUT,
+                                 "vfio-pci did not take the device within " +
+                                     std::to_string(options.timeout.count()) + " ms (it is on " +
+                                     driver_text(link_basename(dir / "driver")) + ")"};
+            const fs::path node = under(root, "dev/vfio") / *state.group;
+            if (!poll_until(options, [&] {
+                    std::error_code ec;
+                    return fs::exists(node, ec);
+                }))
+                throw StepFailed{BindStep::wait_vfio_group, ETIMEDOUT,
+                                 util::quoted(node.string()) + " did not appear within " +
+                                     std::to_string(options.timeout.count()) + " ms"};
+            result.bound.push_back(address);
+        } catch (const StepFailed& failure) {
+            // Roll back every device this call touched, the failing one first.
+            std::vector<std::string> rollback_failures;
+            for (auto it = changed.rbegin(); it != changed.rend(); ++it) {
+                try {
+                    restore_one(root, *it, writer, options);
+                    erase_entry(journal, it->address);
+                } catch (const StepFailed& undo) {
+                    rollback_failures.push_back("PCI device " + util::quoted(it->address.str()) +
+                                                " at step " + util::quoted(std::string(step_name(undo.step))) +
+                                                ": " + undo.detail);
+                }
+            }
+            try {
+                write_journal(runtime_dir, journal);
+            } catch (const std::exception& e) {
+                rollback_failures.push_back(std::string("updating the journal: ") + e.what());
+            }
+            std::string message = "binding PCI device " + util::quoted(addr) +
+                                  " to vfio-pci failed at step " +
+                                  util::quoted(std::string(step_name(failure.step))) + ": " +
+                                  failure.detail + ". ";
+            const bool rolled_back = rollback_failures.empty();
+            if (rolled_back) {
+                message += "Every change was rolled back: the devices are on their original "
+                           "drivers again. ";
+            } else {
+                message += "The rollback failed too (";
+                for (std::size_t i = 0; i < rollback_failures.size(); ++i)
+                    message += (i ? "; " : "") + rollback_failures[i];
+                message += "); the journal " + util::quoted(journal_path(runtime_dir, vm).string()) +
+                           " still names them: run `kvmgpu restore " + vm +
+                           "` once the cause is fixed. ";
+            }
+            message += step_hint(failure.step, vm);
+            throw BindError(address, failure.step, failure.error, rolled_back, message);
+        }
+    }
+    return result;
+}
+
+RestoreReport restore_devices(const fs::path& root, const fs::path& runtime_dir,
+                              const std::string& vm, SysfsWriter& writer,
+                              const BindOptions& options) {
+    RestoreReport report;
+    auto loaded = read_journal(runtime_dir, vm);
+    if (!loaded) return report;
+    Journal journal = std::move(*loaded);
+    const std::vector<JournalEntry> entries = journal.devices;
+    for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
+        RestoreOutcome outcome{it->address, false, {}};
+        try {
+            outcome.message = restore_one(root, *it, writer, options);
+            outcome.ok = true;
+            erase_entry(journal, it->address);
+            write_journal(runtime_dir, journal);
+        } catch (const StepFailed& failure) {
+            outcome.message = "restoring PCI device " + util::quoted(it->address.str()) + " to " +
+                              driver_text(it->driver) + " failed at step " +
+                              util::quoted(std::string(step_name(failure.step))) + ": " +
+                              failure.detail + "; its journal entry was kept, so `kvmgpu restore " +
+                              vm + "` can retry. " + step_hint(failure.step, vm);
+        } catch (const std::exception& e) {
+            outcome.ok = false;
+            outcome.message = "PCI device " + util::quoted(it->address.str()) +
+                              " was restored but the journal could not be updated: " + e.what();
+        }
+        report.devices.push_back(std::move(outcome));
+    }
+    return report;
+}
+
+void to_json(nlohmann::json& j, const BindResult& result) {
+    std::vector<std::string> bound, already;
+    for (const auto& a : result.bound) bound.push_back(a.str());
+    for (const auto& a : result.already_vfio) already.push_back(a.str());
+    j = {{"bound", bound}, {"already_vfio", already}};
+}
+
+void to_json(nlohmann::json& j, const RestoreOutcome& outcome) {
+    j = {{"address", outcome.address.str()}, {"ok", outcome.ok}, {"message", outcome.message}};
+}
+
+void to_json(nlohmann::json& j, const RestoreReport& report) {
+    j = {{"ok", report.ok()}, {"devices", report.devices}};
+}
+
+}  // namespace kvmgpu::host

@@ -1,0 +1,113 @@
+#pragma once
+// Moves PCI devices to vfio-pci and back, with a crash-safe undo.
+//
+// Binding one device is exactly this sequence (the one Linux documents for driver_override,
+// and the one a real-kernel test guest runs against its real sysfs):
+//   1. journal   record the original driver and driver_override in RUNTIME/journal/<vm>.json
+//                (see journal.hpp), durable before anything on the host changes;
+//   2. driver_override  write "vfio-pci" to sys/bus/pci/devices/ADDR/driver_override;
+//   3. unbind    write ADDR to sys/bus/pci/devices/ADDR/driver/unbind (skipped if no driver);
+//   4. drivers_probe    write ADDR to sys/bus/pci/drivers_probe;
+//   5. wait_driver      poll, up to a deadline, until the `driver` link names vfio-pci;
+//   6. wait_vfio_group  poll, up to a deadline, until dev/vfio/<group> exists.
+// A device already on vfio-pci is left as it is and not journaled, so restore leaves it too.
+//
+// Restoring one device (also how a failed bind is rolled back):
+//   1. driver_override  write the original override back, or "\n" when there was none (the
+//                       kernel clears the override on a lone newline);
+//   2. unbind    write ADDR to .../driver/unbind if the device is on vfio-pci;
+//   3. bind      write ADDR to sys/bus/pci/drivers/<original>/bind, falling back to
+//                drivers_probe when that write fails; then poll until the driver is back;
+//   4. the journal entry is dropped.
+// The override is cleared before the rebind because the kernel matches a device with an
+// override only to the driver it names: binding the original driver first fails with ENODEV.
+// Every step checks the current state first, so restoring twice, or restoring a device that is
+// already back, writes nothing. A device with no original driver is left unbound.
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/sysfs.hpp"
+#include "util/pci_address.hpp"
+
+namespace kvmgpu::host {
+
+enum class BindStep {
+    inspect,          // reading the device's state; nothing changed yet
+    journal,
+    driver_override,
+    unbind,
+    drivers_probe,
+    bind,             // restore only: drivers/<original>/bind (and its drivers_probe fallback)
+    wait_driver,
+    wait_vfio_group,
+};
+std::string_view step_name(BindStep step);
+
+struct BindOptions {
+    // Deadline for each poll (driver link, dev/vfio node). The kernel usually finishes within
+    // the write; the deadline covers asynchronous probing and udev creating the node.
+    std::chrono::milliseconds timeout{5000};
+    std::chrono::milliseconds poll_interval{10};
+    pid_t pid = 0;  // recorded in the journal; 0: getpid()
+};
+
+// One device failed at one step. `error` is the errno of the failing write (ETIMEDOUT for a
+// poll that reached its deadline). what() is a full sentence: the device, the step, the path,
+// the cause, what the rollback did, and the fix.
+class BindError : public std::runtime_error {
+public:
+    BindError(util::PciAddress address, BindStep step, int error, bool rolled_back,
+              const std::string& message)
+        : std::runtime_error(message),
+          address(address), step(step), error(error), rolled_back(rolled_back) {}
+    util::PciAddress address;
+    BindStep step;
+    int error;
+    bool rolled_back;  // false: the rollback failed too; the journal still names the devices
+};
+
+struct BindResult {
+    std::vector<util::PciAddress> bound;          // moved to vfio-pci by this call, in order
+    std::vector<util::PciAddress> already_vfio;   // left as they were
+};
+
+// Binds `devices` in order (duplicates once), for VM `vm`. Reservations are the caller's: acquire the devices'
+// locks (lock.hpp) before binding and release them after restoring. On any failure every device this call changed is
+// restored, last first, its journal entry dropped, and BindError is thrown. Paths: sysfs and
+// dev under `root`, the journal under `runtime_dir`.
+BindResult bind_devices(const std::filesystem::path& root, const std::filesystem::path& runtime_dir,
+                        const std::string& vm, const std::vector<util::PciAddress>& devices,
+                        SysfsWriter& writer, const BindOptions& options = {});
+
+struct RestoreOutcome {
+    util::PciAddress address;
+    bool ok = false;
+    std::string message;  // a sentence: what was done, or what failed and how to fix it
+};
+
+struct RestoreReport {
+    std::vector<RestoreOutcome> devices;  // in restore order (reverse binding order)
+    bool ok() const;
+};
+
+// Restores every device in the VM's journal from the journal alone (the launcher may be long
+// dead), last bound first, dropping each entry that was restored. Failed entries stay in the
+// journal so the restore can be retried. No journal: an empty, successful report. A journal
+// that cannot be read or parsed throws std::runtime_error naming the file.
+RestoreReport restore_devices(const std::filesystem::path& root,
+                              const std::filesystem::path& runtime_dir, const std::string& vm,
+                              SysfsWriter& writer, const BindOptions& options = {});
+
+void to_json(nlohmann::json& j, const BindResult& result);
+void to_json(nlohmann::json& j, const RestoreOutcome& outcome);
+void to_json(nlohmann::json& j, const RestoreReport& report);
+
+}  // namespace kvmgpu::host

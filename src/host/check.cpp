@@ -1,0 +1,521 @@
+#include "host/check.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <set>
+
+#include "host/sysfs.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::host {
+
+namespace fs = std::filesystem;
+using util::PciAddress;
+
+std::string_view severity_name(Severity severity) {
+    switch (severity) {
+        case Severity::ok: return "ok";
+        case Severity::warning: return "warning";
+        case Severity::error: return "error";
+    }
+    return "?";
+}
+
+std::string Finding::text() const {
+    std::string out = what;
+    for (const std::string* part : {&why, &fix})
+        if (!part->empty()) out += " " + *part;
+    return out;
+}
+
+bool CheckResult::ok() const { return count(Severity::error) == 0; }
+
+std::size_t CheckResult::count(Severity severity) const {
+    return static_cast<std::size_t>(std::count_if(
+        findings.begin(), findings.end(), [&](const Finding& f) { return f.severity == severity; }));
+}
+
+const Finding* CheckResult::find(std::string_view code) const {
+    for (const Finding& f : findings)
+        if (f.code == code) return &f;
+    return nullptr;
+}
+
+fs::path resolve_host_path(const profile::Profile& profile, const fs::path& root,
+                           const fs::path& path) {
+    if (path.is_absolute()) return under(root, path);
+    const fs::path joined = profile.file.parent_path() / path;
+    return joined.is_absolute() ? under(root, joined) : joined;
+}
+
+BindPlan plan_binding(const profile::Profile& profile, const HostModel& host) {
+    BindPlan plan;
+    std::set<PciAddress> listed;
+    for (const auto& d : profile.pci)
+        if (listed.insert(d.address).second) plan.devices.push_back(d.address);
+    std::set<PciAddress> added;
+    for (const auto& d : profile.pci) {
+        const PciDeviceInfo* info = host.find(d.address);
+        if (!info || !info->iommu_group) continue;
+        const IommuGroup* group = host.group(*info->iommu_group);
+        if (!group) continue;
+        for (const PciAddress& member : group->devices) {
+            if (listed.count(member) || !member.same_slot(d.address)) continue;
+            const PciDeviceInfo* m = host.find(member);
+            if (m && !m->is_bridge()) added.insert(member);
+        }
+    }
+    plan.auto_added.assign(added.begin(), added.end());
+    plan.devices.insert(plan.devices.end(), plan.auto_added.begin(), plan.auto_added.end());
+    return plan;
+}
+
+namespace {
+
+constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
+constexpr std::uint64_t kGiB = std::uint64_t{1} << 30;
+
+std::uint64_t next_pow2(std::uint64_t v) {
+    std::uint64_t p = 1;
+    while (p < v) p <<= 1;
+    return p;
+}
+
+// `PCI device "0000:01:00.1" (NVIDIA Corporation ..., driver "snd_hda_intel")`
+std::string describe(const PciAddress& address, const HostModel& host) {
+    std::string out = "PCI device " + util::quoted(address.str());
+    if (const PciDeviceInfo* d = host.find(address)) {
+        out += " (" + d->name() + ", ";
+        out += d->driver.empty() ? std::string("no driver") : "driver " + util::quoted(d->driver);
+        out += ")";
+    }
+    return out;
+}
+
+class Checker {
+public:
+    Checker(const profile::Profile& profile, const HostModel& host, const CheckOptions& options)
+        : p_(profile), host_(host), o_(options) {}
+
+    CheckResult run() {
+        r_.plan = plan_binding(p_, host_);
+        check_kvm();
+        if (!p_.pci.empty()) {
+            check_iommu();
+            check_vfio_driver();
+            check_devices();
+            check_groups();
+            check_locks();
+            check_mmio();
+        }
+        check_hugepages();
+        check_cpus();
+        check_files();
+        return std::move(r_);
+    }
+
+private:
+    void add(Severity s, std::string code, std::string what, std::string why = {},
+             std::string fix = {}, std::optional<PciAddress> address = std::nullopt) {
+        r_.findings.push_back(Finding{s, std::move(code), std::move(what), std::move(why),
+                                      std::move(fix), address});
+    }
+    std::string path_text(const fs::path& rel) const { return util::quoted(under(host_.root, rel).string()); }
+
+    void check_kvm() {
+        const bool tcg = p_.machine.accel == profile::Accel::tcg;
+        const Severity s = tcg ? Severity::warning : Severity::error;
+        const std::string consequence =
+            tcg ? "This profile uses accel = \"tcg\", so the VM runs without it, slowly."
+                : "QEMU needs it for accel = \"kvm\".";
+        if (!host_.kvm_exists) {
+            add(s, "kvm-missing", path_text("/dev/kvm") + " does not exist.", consequence,
+                "Enable virtualization (VT-x/AMD-V) in the firmware setup and load the module "
+                "(`modprobe kvm_intel` or `modprobe kvm_amd`).");
+        } else if (!host_.kvm_usable) {
+            add(s, "kvm-unusable",
+                path_text("/dev/kvm") + " cannot be opened read-write: " +
+                    errno_text(host_.kvm_errno) + ".",
+                consequence,
+                "Run kvmgpu as root or add the user to the \"kvm\" group.");
+        } else {
+            add(Severity::ok, "kvm", path_text("/dev/kvm") + " is present and usable.");
+        }
+    }
+
+    void check_iommu() {
+        if (host_.iommu_present()) {
+            std::string what = "The IOMMU is on (" + util::quoted(host_.iommu_units.front()) + " in " +
+                               path_text("/sys/class/iommu") + ").";
+            if (std::find(host_.iommu_cmdline.begin(), host_.iommu_cmdline.end(), "iommu=pt") !=
+                host_.iommu_cmdline.end())
+                what += " iommu=pt is set: host devices skip translation, passed devices keep it.";
+            add(Severity::ok, "iommu", what);
+            return;
+        }
+        const bool asked = std::any_of(
+            host_.iommu_cmdline.begin(), host_.iommu_cmdline.end(), [](const std::string& w) {
+                return w == "intel_iommu=on" || w == "amd_iommu=on";
+            });
+        std::string why = "PCI passthrough needs the IOMMU (Intel VT-d or AMD-Vi) to isolate the "
+                          "device's DMA; without it the devices have no IOMMU groups.";
+        std::string fix;
+        if (asked) {
+            why += " The kernel command line asks for it, so the firmware has it disabled or "
+                   "the platform lacks it.";
+            fix = "Enable VT-d (Intel) or AMD-Vi/IOMMU (AMD) in the firmware setup and reboot.";
+        } else {
+            fix = "Add intel_iommu=on (Intel) or amd_iommu=on (AMD) to the kernel command line "
+                  "(" + path_text("/proc/cmdline") + " has neither), enable VT-d/AMD-Vi in the "
+                  "firmware setup, and reboot.";
+        }
+        add(Severity::error, "iommu-off",
+            "The IOMMU is off: " + path_text("/sys/class/iommu") + " is empty.", why, fix);
+    }
+
+    void check_vfio_driver() {
+        if (host_.vfio_pci_driver) {
+            add(Severity::ok, "vfio-pci", "The vfio-pci driver is loaded.");
+            return;
+        }
+        add(Severity::error, "vfio-pci-missing",
+            "The vfio-pci driver is not loaded: " + path_text("/sys/bus/pci/drivers/vfio-pci") +
+                " does not exist.",
+            "kvmgpu binds the passed devices to vfio-pci.", "Run `modprobe vfio-pci`.");
+    }
+
+    void check_devices() {
+        for (std::size_t i = 0; i < p_.pci.size(); ++i) {
+            const PciAddress& a = p_.pci[i].address;
+            const PciDeviceInfo* d = host_.find(a);
+            if (!d) {
+                add(Severity::error, "pci-missing",
+                    "PCI device " + util::quoted(a.str()) + " (pci[" + std::to_string(i) +
+                        "]) does not exist on this host (no " +
+                        path_text("/sys/bus/pci/devices/" + a.str()) + ").",
+                    {}, "Check the address with `kvmgpu list` or `lspci -D` and fix the profile.",
+                    a);
+                continue;
+            }
+            if (host_.iommu_present() && !d->iommu_group) {
+                add(Severity::error, "no-iommu-group",
+                    describe(a, host_) + " has no IOMMU group.",
+                    "vfio-pci can only take devices that the IOMMU isolates.",
+                    "Check `dmesg` for IOMMU errors about the device.", a);
+            }
+        }
+        for (const PciAddress& a : r_.plan.auto_added) {
+            add(Severity::ok, "auto-added",
+                describe(a, host_) + " is added to the devices to bind.",
+                "It is another function of the same card, in the same IOMMU group, and vfio "
+                "needs every device of a group.",
+                "List it in a [[pci]] table to pass it to the guest too.", a);
+        }
+        for (const PciAddress& a : r_.plan.devices) {
+            const PciDeviceInfo* d = host_.find(a);
+            if (!d) continue;
+            check_display(*d);
+            if (!d->reset_method || d->reset_method->empty()) {
+                add(Severity::warning, "no-reset",
+                    describe(a, host_) + " has no reset method (" +
+                        path_text("/sys/bus/pci/devices/" + a.str() + "/reset_method") +
+                        (d->reset_method ? " is empty)." : " is missing)."),
+                    "Without a reset the device may keep its state across VM restarts or fail "
+                    "to start again.",
+                    "Expect to reboot the host between VM runs, or use a vendor-reset module if "
+                    "one exists for this card.",
+                    a);
+            }
+        }
+    }
+
+    void check_display(const PciDeviceInfo& d) {
+        const std::string script = "scripts/single-gpu";
+        for (const Framebuffer& fb : host_.framebuffers) {
+            if (fb.device != d.address) continue;
+            add(Severity::warning, "framebuffer",
+                describe(d.address, host_) + " holds the host framebuffer fb" +
+                    std::to_string(fb.index) + " (" + util::quoted(fb.driver) + ").",
+                "The host console uses this GPU; unbinding it takes the console away and may "
+                "fail while a display server holds it.",
+                "Pass a GPU the host does not use, or run the VM through " + util::quoted(script) +
+                    ", which stops the display manager and releases the console first.",
+                d.address);
+        }
+        if (!d.boot_vga) return;
+        std::string why = "The firmware initialised this GPU as the primary display";
+        std::vector<std::string> generic;
+        for (const Framebuffer& fb : host_.framebuffers)
+            if (!fb.device) generic.push_back("fb" + std::to_string(fb.index) + " " + util::quoted(fb.driver));
+        if (!generic.empty()) {
+            why += " and a firmware framebuffer (";
+            for (std::size_t i = 0; i < generic.size(); ++i) why += (i ? ", " : "") + generic[i];
+            why += ") probably still holds its memory";
+        }
+        why += "; the guest may see a garbled or missing VBIOS image.";
+        add(Severity::warning, "boot-vga", describe(d.address, host_) + " is the boot VGA device.",
+            why,
+            "Set another GPU as primary in the firmware setup, supply a clean ROM with "
+            "rom = \"...\", or use " + util::quoted(script) + " for a single-GPU host.",
+            d.address);
+    }
+
+    void check_groups() {
+        std::set<PciAddress> binding(r_.plan.devices.begin(), r_.plan.devices.end());
+        std::set<unsigned> seen;
+        for (const PciAddress& a : r_.plan.devices) {
+            const PciDeviceInfo* d = host_.find(a);
+            if (!d || !d->iommu_group || !seen.insert(*d->iommu_group).second) continue;
+            const unsigned id = *d->iommu_group;
+            const IommuGroup* group = host_.group(id);
+            if (!group) continue;
+            bool viable = true;
+            for (const PciAddress& m : group->devices) {
+                if (binding.count(m)) continue;
+                const PciDeviceInfo* member = host_.find(m);
+                if (!member || member->is_bridge()) continue;
+                const std::string& drv = member->driver;
+                if (drv.empty() || drv == "vfio-pci" || drv == "pci-stub") continue;
+                viable = false;
+                add(Severity::error, "group-not-viable",
+                    "IOMMU group " + std::to_string(id) + " of PCI device " + util::quoted(a.str()) +
+                        " also contains " + describe(m, host_) +
+                        ", which the profile does not list.",
+                    "vfio can pass a device only when every non-bridge device of its group is "
+                    "bound to vfio-pci or pci-stub or to no driver; the platform puts these "
+                    "devices in one group because the PCIe path between them lacks ACS "
+                    "isolation, so they could reach each other's memory.",
+                    "Add " + util::quoted(m.str()) + " to the profile as a [[pci]] device, move the card "
+                        "to a slot with its own group, or unbind " + util::quoted(m.str()) +
+                        " from " + util::quoted(drv) + " if the host can do without it.",
+                    m);
+            }
+            if (viable) {
+                std::string members;
+                for (const PciAddress& m : group->devices)
+                    members += (members.empty() ? "" : ", ") + util::quoted(m.str());
+                add(Severity::ok, "group",
+                    "IOMMU group " + std::to_string(id) + " (" + members + ") can be passed whole.",
+                    {}, {}, a);
+            }
+        }
+    }
+
+    void check_locks() {
+        const std::string vm = o_.vm.empty() ? p_.name : o_.vm;
+        const pid_t self = o_.self_pid ? o_.self_pid : ::getpid();
+        std::set<PciAddress> binding(r_.plan.devices.begin(), r_.plan.devices.end());
+        for (const DeviceLock& lock : o_.locks) {
+            if (!binding.count(lock.address)) continue;
+            if (lock.owner.vm == vm && lock.owner.pid == self) continue;
+            const std::string who = "VM " + util::quoted(lock.owner.vm) + " (pid " +
+                                    std::to_string(lock.owner.pid) + ")";
+            if (lock.alive) {
+                add(Severity::error, "reserved",
+                    "PCI device " + util::quoted(lock.address.str()) + " is reserved by the running " +
+                        who + ".",
+                    lock.owner.vm == vm ? "Another instance of this VM is running."
+                                        : "A device can be passed to one VM at a time.",
+                    "Stop " + util::quoted(lock.owner.vm) + " (`kvmgpu stop " + lock.owner.vm +
+                        "`) or remove the device from this profile.",
+                    lock.address);
+            } else {
+                add(Severity::warning, "stale-lock",
+                    "PCI device " + util::quoted(lock.address.str()) + " has a stale reservation by " +
+                        who + ", which is no longer running.",
+                    "That launcher ended without cleaning up; the reservation will be taken over.",
+                    "Run `kvmgpu restore " + lock.owner.vm +
+                        "` to put its devices back on their drivers.",
+                    lock.address);
+            }
+        }
+    }
+
+    void check_mmio() {
+        if (p_.firmware.type != profile::FirmwareType::ovmf) return;
+        std::uint64_t sum = 0;
+        for (const PciAddress& a : r_.plan.devices)
+            if (const PciDeviceInfo* d = host_.find(a)) sum += d->mem64_bytes();
+        r_.mmio64_bytes = sum;
+        if (sum == 0) return;
+        // Headroom: BARs are naturally aligned and OVMF places other devices in the same
+        // window, so ask for twice the sum, rounded up to a power of two.
+        const std::uint64_t want = next_pow2(2 * sum);
+        if (want <= o_.ovmf_default_mmio64) return;
+        r_.mmio64_mb = want / kMiB;
+        add(Severity::ok, "mmio-window",
+            "The passed devices have " + util::format_size(sum) + " of 64-bit BARs, more than "
+                "OVMF's default " + util::format_size(o_.ovmf_default_mmio64) +
+                " MMIO window fits with headroom.",
+            "Without a larger window OVMF cannot map the BARs and the guest driver fails.",
+            "kvmgpu sets X-PciMmio64Mb=" + std::to_string(*r_.mmio64_mb) +
+                " (`-fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=" +
+                std::to_string(*r_.mmio64_mb) + "`).");
+    }
+
+    void check_hugepages() {
+        std::uint64_t page = 0;
+        switch (p_.machine.hugepages) {
+            case profile::Hugepages::none: return;
+            case profile::Hugepages::size_2m: page = 2 * kMiB; break;
+            case profile::Hugepages::size_1g: page = kGiB; break;
+        }
+        const std::uint64_t needed = (p_.machine.memory + page - 1) / page;
+        const std::string dir_rel =
+            "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(page / 1024) + "kB";
+        const std::string size = util::format_size(page);
+        const std::string cmdline = page == kGiB ? "default_hugepagesz=1G hugepagesz=1G hugepages="
+                                                 : "hugepages=";
+        const HugepagePool* pool = host_.hugepage_pool(page);
+        if (!pool) {
+            add(Severity::error, "hugepages-missing",
+                "The host has no " + size + " hugepage pool (" + path_text(dir_rel) +
+                    " does not exist).",
+                "machine.hugepages asks for " + size + " pages; the CPU or kernel lacks them.",
+                "Add " + cmdline + std::to_string(needed) +
+                    " to the kernel command line, or use hugepages = \"2M\" or \"none\".");
+            return;
+        }
+        if (pool->free < needed) {
+            const std::uint64_t target = pool->total + (needed - pool->free);
+            add(Severity::error, "hugepages-short",
+                "The VM needs " + std::to_string(needed) + " free " + size + " hugepages for " +
+                    util::format_size(p_.machine.memory) + " of memory, but " +
+                    path_text(dir_rel + "/free_hugepages") + " says " +
+                    std::to_string(pool->free) + " of " + std::to_string(pool->total) + ".",
+                "QEMU cannot allocate guest memory from hugepages that are not reserved.",
+                "Reserve more with `echo " + std::to_string(target) + " > " +
+                    under(host_.root, dir_rel + "/nr_hugepages").string() + "` (may fall short "
+                    "once memory is fragmented) or boot with " + cmdline +
+                    std::to_string(target) + " on the kernel command line.");
+            return;
+        }
+        add(Severity::ok, "hugepages",
+            std::to_string(pool->free) + " free " + size + " hugepages cover the " +
+                std::to_string(needed) + " the VM needs.");
+    }
+
+    void check_cpus() {
+        std::set<unsigned> reported;
+        auto check_list = [&](const std::vector<unsigned>& cpus, const char* key) {
+            for (unsigned cpu : cpus) {
+                if (host_.cpu_online(cpu) || !reported.insert(cpu).second) continue;
+                add(Severity::error, "cpu-offline",
+                    std::string(key) + " names host CPU " + std::to_string(cpu) +
+                        ", which is not online (" + path_text("/sys/devices/system/cpu/online") +
+                        " lists " + util::quoted(format_cpu_list(host_.online_cpus)) + ").",
+                    {}, "Pin to online CPUs only.");
+            }
+        };
+        check_list(p_.cpu.pin, "cpu.pin");
+        check_list(p_.cpu.emulator_pin, "cpu.emulator_pin");
+
+        if (p_.cpu.threads != 2) return;
+        std::set<std::vector<unsigned>> pairs;
+        for (const auto& [cpu, siblings] : host_.thread_siblings)
+            if (siblings.size() > 1) pairs.insert(siblings);
+        if (pairs.empty()) {
+            add(Severity::warning, "smt-none",
+                "cpu.threads = 2, but the host CPUs have no SMT siblings.",
+                "The guest will schedule as if vCPU pairs shared a core, which they do not.",
+                "Set cpu.threads = 1.");
+            return;
+        }
+        std::string host_pairs;
+        for (const auto& p : pairs)
+            host_pairs += (host_pairs.empty() ? "" : ", ") + util::quoted(format_cpu_list(p));
+        for (std::size_t i = 0; i + 1 < p_.cpu.pin.size(); i += 2) {
+            const unsigned a = p_.cpu.pin[i], b = p_.cpu.pin[i + 1];
+            auto it = host_.thread_siblings.find(a);
+            if (it != host_.thread_siblings.end() &&
+                std::binary_search(it->second.begin(), it->second.end(), b) && a != b)
+                continue;
+            add(Severity::warning, "smt-pairs",
+                "cpu.pin puts vCPUs " + std::to_string(i) + " and " + std::to_string(i + 1) +
+                    " (one guest core, cpu.threads = 2) on host CPUs " + std::to_string(a) +
+                    " and " + std::to_string(b) + ", which are not SMT siblings.",
+                "The guest believes they share a core's caches; on different host cores they "
+                "do not, which misleads its scheduler.",
+                "Pin each pair of vCPUs to a pair of siblings; the host's pairs are " +
+                    host_pairs + ".");
+        }
+    }
+
+    void check_file(const fs::path& path, const std::string& key, const std::string& code,
+                    const std::string& fix) {
+        const fs::path resolved = resolve_host_path(p_, host_.root, path);
+        std::error_code ec;
+        if (fs::exists(resolved, ec)) return;
+        add(Severity::error, code,
+            key + " names " + util::quoted(path.string()) + ", which does not exist" +
+                (resolved != path ? " (looked for " + util::quoted(resolved.string()) + ")" : "") + ".",
+            {}, fix);
+    }
+
+    void check_files() {
+        if (p_.firmware.type == profile::FirmwareType::ovmf) {
+            const bool secure = p_.firmware.secure_boot;
+            const fs::path code = !p_.firmware.code.empty() ? p_.firmware.code
+                                  : secure                ? o_.ovmf_code_secure
+                                                          : o_.ovmf_code;
+            const fs::path vars = !p_.firmware.vars.empty() ? p_.firmware.vars
+                                  : secure                ? o_.ovmf_vars_secure
+                                                          : o_.ovmf_vars;
+            const std::string fix = "Install OVMF (`apt install ovmf`) or fix the path.";
+            check_file(code, p_.firmware.code.empty() ? "The default firmware.code" : "firmware.code",
+                       "firmware-missing", fix);
+            check_file(vars, p_.firmware.vars.empty() ? "The default firmware.vars" : "firmware.vars",
+                       "firmware-missing", fix);
+        }
+        for (std::size_t i = 0; i < p_.pci.size(); ++i)
+            if (!p_.pci[i].rom.empty())
+                check_file(p_.pci[i].rom, "pci[" + std::to_string(i) + "].rom", "rom-missing",
+                           "Dump the card's ROM or fix the path.");
+        for (std::size_t i = 0; i < p_.inputs.size(); ++i)
+            check_file(p_.inputs[i].evdev, "inputs[" + std::to_string(i) + "].evdev",
+                       "evdev-missing",
+                       "Pick a device from /dev/input/by-id/ (plugged in, ending in -event-kbd "
+                       "or -event-mouse).");
+    }
+
+    const profile::Profile& p_;
+    const HostModel& host_;
+    const CheckOptions& o_;
+    CheckResult r_;
+};
+
+}  // namespace
+
+CheckResult check(const profile::Profile& profile, const HostModel& host,
+                  const CheckOptions& options) {
+    return Checker(profile, host, options).run();
+}
+
+void to_json(nlohmann::json& j, const Finding& f) {
+    j = {{"severity", severity_name(f.severity)},
+         {"code", f.code},
+         {"what", f.what},
+         {"why", f.why},
+         {"fix", f.fix},
+         {"address", f.address ? nlohmann::json(f.address->str()) : nlohmann::json(nullptr)}};
+}
+
+void to_json(nlohmann::json& j, const BindPlan& plan) {
+    std::vector<std::string> devices, added;
+    for (const auto& a : plan.devices) devices.push_back(a.str());
+    for (const auto& a : plan.auto_added) added.push_back(a.str());
+    j = {{"devices", devices}, {"auto_added", added}};
+}
+
+void to_json(nlohmann::json& j, const CheckResult& r) {
+    j = {{"ok", r.ok()},
+         {"errors", r.count(Severity::error)},
+         {"warnings", r.count(Severity::warning)},
+         {"findings", r.findings},
+         {"bind", r.plan},
+         {"mmio64_bytes", r.mmio64_bytes},
+         {"mmio64_mb", r.mmio64_mb ? nlohmann::json(*r.mmio64_mb) : nlohmann::json(nullptr)}};
+}
+
+}  // namespace kvmgpu::host

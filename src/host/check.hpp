@@ -1,0 +1,97 @@
+#pragma once
+// Preflight: does this host fit this profile? A pure function of the profile, a HostModel
+// snapshot and the reservation locks; it reads nothing itself except whether the files the
+// profile names (firmware, ROMs, evdev) exist under the host root.
+//
+// Paths in a profile are host paths. An absolute path is resolved under the host root
+// (HostModel::root: "/" in production, the temporary tree in tests). A relative path is taken
+// relative to the profile file's directory, and that result again under the root when the
+// profile file was named by an absolute path.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/host_model.hpp"
+#include "host/lock.hpp"
+#include "profile/profile.hpp"
+#include "util/pci_address.hpp"
+
+namespace kvmgpu::host {
+
+enum class Severity { ok, warning, error };
+std::string_view severity_name(Severity severity);
+
+// One fact about the host. `code` is a stable short id for scripts and tests ("iommu-off",
+// "group-not-viable", ...); what/why/fix are sentences with paths and PCI addresses quoted;
+// why and fix may be empty for ok findings.
+struct Finding {
+    Severity severity = Severity::ok;
+    std::string code;
+    std::string what;
+    std::string why;
+    std::string fix;
+    std::optional<util::PciAddress> address;
+
+    // what, why and fix joined by spaces.
+    std::string text() const;
+};
+
+struct CheckOptions {
+    std::string vm;         // the VM's name for reservations; empty: profile.name
+    pid_t self_pid = 0;     // our own pid: our own locks are not a conflict; 0: getpid()
+    std::vector<DeviceLock> locks;  // read_locks(runtime_dir)
+    // The 64-bit PCI MMIO window OVMF gives the guest when not told otherwise.
+    std::uint64_t ovmf_default_mmio64 = std::uint64_t{32} << 30;
+    // The OVMF files the QEMU layer uses when the profile leaves firmware.code/vars empty
+    // (Debian 12's ovmf package).
+    std::filesystem::path ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+    std::filesystem::path ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+    std::filesystem::path ovmf_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+    std::filesystem::path ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+};
+
+// What to bind: the profile's devices in profile order, then the functions added for them.
+struct BindPlan {
+    std::vector<util::PciAddress> devices;
+    // Functions of a listed card (same domain:bus:slot) in the same IOMMU group that the profile
+    // does not list, bridges excepted: vfio needs the whole group, and the other functions of a
+    // GPU (HDMI audio, USB-C controller) are safe to take along. Sorted.
+    std::vector<util::PciAddress> auto_added;
+};
+
+// Profile devices missing from the host are kept in `devices` (check() reports them).
+BindPlan plan_binding(const profile::Profile& profile, const HostModel& host);
+
+struct CheckResult {
+    std::vector<Finding> findings;
+    BindPlan plan;
+    // Sum of the 64-bit BAR sizes of every device in the plan.
+    std::uint64_t mmio64_bytes = 0;
+    // Set when OVMF's default window is too small: the value for
+    // `-fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=N` (MiB, a power of two ≥ 2 × mmio64_bytes).
+    std::optional<std::uint64_t> mmio64_mb;
+
+    bool ok() const;  // no error findings
+    std::size_t count(Severity severity) const;
+    const Finding* find(std::string_view code) const;  // the first finding with this code
+};
+
+CheckResult check(const profile::Profile& profile, const HostModel& host,
+                  const CheckOptions& options = {});
+
+// How a profile path maps to the host; see the comment at the top.
+std::filesystem::path resolve_host_path(const profile::Profile& profile,
+                                        const std::filesystem::path& root,
+                                        const std::filesystem::path& path);
+
+void to_json(nlohmann::json& j, const Finding& finding);
+void to_json(nlohmann::json& j, const BindPlan& plan);
+void to_json(nlohmann::json& j, const CheckResult& result);
+
+}  // namespace kvmgpu::host

@@ -1,0 +1,412 @@
+#include "host/check.hpp"
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <functional>
+
+#include "host_fixture.hpp"
+
+using namespace kvmgpu;
+using namespace kvmgpu::host;
+using kvmgpu::test::DeviceSpec;
+using kvmgpu::test::HostFixture;
+using util::PciAddress;
+
+namespace {
+
+PciAddress addr(const char* text) { return *PciAddress::parse(text); }
+
+std::vector<std::string> codes(const CheckResult& r, Severity s) {
+    std::vector<std::string> out;
+    for (const Finding& f : r.findings)
+        if (f.severity == s) out.push_back(f.code);
+    return out;
+}
+
+DeviceSpec usb_controller(const std::string& address, const std::string& driver, unsigned group) {
+    DeviceSpec usb;
+    usb.address = address;
+    usb.vendor = 0x1b21;
+    usb.device = 0x1242;
+    usb.class_code = 0x0c0330;
+    usb.driver = driver;
+    usb.group = group;
+    return usb;
+}
+
+struct Setup {
+    HostFixture& fx;
+    profile::Profile& profile;
+    CheckOptions& options;
+};
+
+struct Row {
+    const char* name;
+    std::vector<std::string> devices;  // the profile's [[pci]] addresses
+    std::function<void(Setup&)> setup;
+    std::function<void(const CheckResult&)> expect;
+};
+
+}  // namespace
+
+TEST_CASE("preflight checks over host topologies", "[host]") {
+    const Row rows[] = {
+        {"a GPU and its HDMI audio, both listed, in one group with their root port pass",
+         {"0000:01:00.0", "0000:01:00.1"}, nullptr,
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning).empty());
+             CHECK(r.plan.auto_added.empty());
+             CHECK(r.plan.devices == std::vector<PciAddress>{addr("0000:01:00.0"), addr("0000:01:00.1")});
+             REQUIRE(r.find("group"));
+             CHECK(r.find("group")->what ==
+                   "IOMMU group 1 (\"0000:00:01.0\", \"0000:01:00.0\", \"0000:01:00.1\") can be passed whole.");
+             CHECK(r.find("iommu"));
+             CHECK(r.find("kvm"));
+             CHECK(r.find("vfio-pci"));
+         }},
+        {"a GPU listed without its audio function gets the audio function added",
+         {"0000:01:00.0"}, nullptr,
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.plan.auto_added == std::vector<PciAddress>{addr("0000:01:00.1")});
+             CHECK(r.plan.devices == std::vector<PciAddress>{addr("0000:01:00.0"), addr("0000:01:00.1")});
+             const Finding* f = r.find("auto-added");
+             REQUIRE(f);
+             CHECK(f->severity == Severity::ok);
+             CHECK(f->address == addr("0000:01:00.1"));
+             CHECK(f->what.find("\"0000:01:00.1\"") != std::string::npos);
+         }},
+        {"an unlisted USB controller in the GPU's group makes it not viable and is named",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.fx.add_driver("xhci_hcd");
+             s.fx.add_device(usb_controller("0000:02:00.0", "xhci_hcd", 1));
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"group-not-viable"});
+             const Finding* f = r.find("group-not-viable");
+             REQUIRE(f);
+             CHECK(f->address == addr("0000:02:00.0"));
+             CHECK(f->what.find("IOMMU group 1 of PCI device \"0000:01:00.0\" also contains PCI "
+                                "device \"0000:02:00.0\"") == 0);
+             CHECK(f->what.find("driver \"xhci_hcd\"") != std::string::npos);
+             CHECK(f->why.find("ACS") != std::string::npos);
+             CHECK(f->fix.find("Add \"0000:02:00.0\" to the profile") == 0);
+             // A different slot is never auto-added.
+             CHECK(r.plan.auto_added == std::vector<PciAddress>{addr("0000:01:00.1")});
+         }},
+        {"an unlisted group member with no driver or on pci-stub keeps the group viable",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.fx.add_device(usb_controller("0000:02:00.0", "", 1));
+             s.fx.add_device(usb_controller("0000:03:00.0", "pci-stub", 1));
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.find("group"));
+         }},
+        {"the root port sharing the group is neither an error nor auto-added",
+         {"0000:01:00.0", "0000:01:00.1"}, nullptr,
+         [](const CheckResult& r) {
+             for (const Finding& f : r.findings)
+                 if (f.address) CHECK(*f.address != addr("0000:00:01.0"));
+             CHECK(std::find(r.plan.devices.begin(), r.plan.devices.end(), addr("0000:00:01.0")) ==
+                   r.plan.devices.end());
+         }},
+        {"with the IOMMU off and no kernel option the fix names intel_iommu=on and amd_iommu=on",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.fx.set_iommu(false);
+             s.fx.set_cmdline("root=/dev/sda1 quiet");
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"iommu-off"});
+             const Finding* f = r.find("iommu-off");
+             REQUIRE(f);
+             CHECK(f->fix.find("intel_iommu=on") != std::string::npos);
+             CHECK(f->fix.find("amd_iommu=on") != std::string::npos);
+             CHECK(f->fix.find("VT-d") != std::string::npos);
+         }},
+        {"with the IOMMU off despite intel_iommu=on the fix points at the firmware setup",
+         {"0000:01:00.0"},
+         [](Setup& s) { s.fx.set_iommu(false); },
+         [](const CheckResult& r) {
+             const Finding* f = r.find("iommu-off");
+             REQUIRE(f);
+             CHECK(f->why.find("the firmware has it disabled") != std::string::npos);
+             CHECK(f->fix.find("Enable VT-d (Intel) or AMD-Vi") == 0);
+         }},
+        {"the boot VGA GPU warns and points at the single-GPU script",
+         {"0000:01:00.0", "0000:01:00.1"},
+         [](Setup& s) {
+             s.fx.write(s.fx.device_dir("0000:01:00.0").lexically_relative(s.fx.root()) / "boot_vga", "1\n");
+             s.fx.add_framebuffer(0, "EFI VGA", std::nullopt);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"boot-vga"});
+             const Finding* f = r.find("boot-vga");
+             REQUIRE(f);
+             CHECK(f->address == addr("0000:01:00.0"));
+             CHECK(f->why.find("fb0 \"EFI VGA\"") != std::string::npos);
+             CHECK(f->fix.find("\"scripts/single-gpu\"") != std::string::npos);
+         }},
+        {"a GPU holding the host framebuffer warns and names the framebuffer",
+         {"0000:01:00.0", "0000:01:00.1"},
+         [](Setup& s) { s.fx.add_framebuffer(0, "nouveaudrmfb", "0000:01:00.0"); },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"framebuffer"});
+             CHECK(r.find("framebuffer")->what.find("fb0 (\"nouveaudrmfb\")") != std::string::npos);
+         }},
+        {"a device already on vfio-pci passes",
+         {"0000:05:00.0"},
+         [](Setup& s) {
+             DeviceSpec nic;
+             nic.address = "0000:05:00.0";
+             nic.driver = "vfio-pci";
+             nic.native_driver = "e1000e";
+             nic.group = 7;
+             s.fx.add_device(nic);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.plan.devices == std::vector<PciAddress>{addr("0000:05:00.0")});
+         }},
+        {"a device missing from the host is an error naming its address and profile entry",
+         {"0000:01:00.0", "0000:09:00.0"}, nullptr,
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"pci-missing"});
+             const Finding* f = r.find("pci-missing");
+             CHECK(f->address == addr("0000:09:00.0"));
+             CHECK(f->what.find("PCI device \"0000:09:00.0\" (pci[1]) does not exist on this host") == 0);
+             CHECK(f->fix.find("kvmgpu list") != std::string::npos);
+         }},
+        {"a device reserved by another running VM is an error naming that VM and its pid",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.options.locks.push_back(DeviceLock{addr("0000:01:00.1"), {"gaming", ::getpid()}, true});
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"reserved"});
+             const Finding* f = r.find("reserved");
+             CHECK(f->address == addr("0000:01:00.1"));
+             CHECK(f->what == "PCI device \"0000:01:00.1\" is reserved by the running VM \"gaming\" (pid " +
+                                  std::to_string(::getpid()) + ").");
+             CHECK(f->fix.find("kvmgpu stop gaming") != std::string::npos);
+         }},
+        {"a reservation by a VM that is no longer running is a stale-lock warning",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.options.locks.push_back(DeviceLock{addr("0000:01:00.0"), {"gaming", 999999}, false});
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"stale-lock"});
+             CHECK(r.find("stale-lock")->fix == "Run `kvmgpu restore gaming` to put its devices back on their drivers.");
+         }},
+        {"our own reservation is not a conflict",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.options.locks.push_back(DeviceLock{addr("0000:01:00.0"), {"test", ::getpid()}, true});
+         },
+         [](const CheckResult& r) { CHECK(codes(r, Severity::error).empty()); }},
+        {"too few free 2 MiB hugepages is an error with the exact echo fix",
+         {},
+         [](Setup& s) {
+             s.profile.machine.hugepages = profile::Hugepages::size_2m;
+             s.fx.set_hugepages(2048, 1500, 1000);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"hugepages-short"});
+             const Finding* f = r.find("hugepages-short");
+             CHECK(f->what.find("The VM needs 4096 free 2M hugepages for 8G of memory") == 0);
+             CHECK(f->what.find("says 1000 of 1500.") != std::string::npos);
+             // 1500 reserved, 1000 free, 4096 needed: 3096 more, 4596 in all.
+             CHECK(f->fix.find("echo 4596 > ") != std::string::npos);
+             CHECK(f->fix.find("hugepages-2048kB/nr_hugepages") != std::string::npos);
+             CHECK(f->fix.find("hugepages=4596") != std::string::npos);
+         }},
+        {"enough free 1 GiB hugepages pass",
+         {},
+         [](Setup& s) {
+             s.profile.machine.hugepages = profile::Hugepages::size_1g;
+             s.fx.set_hugepages(1048576, 8, 8);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.find("hugepages")->what == "8 free 1G hugepages cover the 8 the VM needs.");
+         }},
+        {"two 32 GiB BARs need a 128 GiB OVMF window",
+         {"0000:04:00.0"},
+         [](Setup& s) {
+             DeviceSpec accel;
+             accel.address = "0000:04:00.0";
+             accel.vendor = 0x10de;
+             accel.class_code = 0x030200;
+             accel.driver = "nvidia";
+             accel.group = 4;
+             accel.bars = {test::mem32_bar(0, 0xf0000000, 16 << 20),
+                           test::mem64_bar(1, std::uint64_t{0x40} << 32, std::uint64_t{32} << 30),
+                           test::mem64_bar(3, std::uint64_t{0x48} << 32, std::uint64_t{32} << 30)};
+             s.fx.add_driver("nvidia");
+             s.fx.add_device(accel);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.mmio64_bytes == std::uint64_t{64} << 30);
+             CHECK(r.mmio64_mb == 131072u);
+             const Finding* f = r.find("mmio-window");
+             REQUIRE(f);
+             CHECK(f->fix.find("-fw_cfg name=opt/ovmf/X-PciMmio64Mb,string=131072") != std::string::npos);
+         }},
+        {"small 64-bit BARs fit OVMF's default window",
+         {"0000:01:00.0"}, nullptr,
+         [](const CheckResult& r) {
+             CHECK(r.mmio64_bytes == (288u << 20));
+             CHECK(r.mmio64_mb == std::nullopt);
+             CHECK_FALSE(r.find("mmio-window"));
+         }},
+        {"a missing /dev/kvm is an error under accel kvm",
+         {},
+         [](Setup& s) { s.fx.remove("dev/kvm"); },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"kvm-missing"});
+         }},
+        {"a missing /dev/kvm is only a warning under accel tcg",
+         {},
+         [](Setup& s) {
+             s.fx.remove("dev/kvm");
+             s.profile.machine.accel = profile::Accel::tcg;
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"kvm-missing"});
+         }},
+        {"without the vfio-pci driver the fix is modprobe vfio-pci",
+         {"0000:01:00.0"},
+         [](Setup& s) { s.fx.remove_driver("vfio-pci"); },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"vfio-pci-missing"});
+             CHECK(r.find("vfio-pci-missing")->fix == "Run `modprobe vfio-pci`.");
+         }},
+        {"an empty or missing reset_method warns",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.fx.write(s.fx.device_dir("0000:01:00.0").lexically_relative(s.fx.root()) / "reset_method", "\n");
+             s.fx.remove(s.fx.device_dir("0000:01:00.1").lexically_relative(s.fx.root()) / "reset_method");
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"no-reset", "no-reset"});
+             CHECK(r.find("no-reset")->what.find("reset_method\" is empty") != std::string::npos);
+         }},
+        {"pinning to an offline CPU is an error naming it and the online list",
+         {},
+         [](Setup& s) {
+             s.profile.cpu.pin = {2, 3};
+             s.profile.cpu.emulator_pin = {9};
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"cpu-offline"});
+             CHECK(r.find("cpu-offline")->what.find("cpu.emulator_pin names host CPU 9, which is not online") == 0);
+             CHECK(r.find("cpu-offline")->what.find("lists \"0-7\"") != std::string::npos);
+         }},
+        {"two threads per core pinned to non-siblings warn with the host's sibling pairs",
+         {},
+         [](Setup& s) {
+             s.profile.cpu.cores = 2;
+             s.profile.cpu.threads = 2;
+             s.profile.cpu.pin = {0, 4, 1, 2};
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"smt-pairs"});
+             const Finding* f = r.find("smt-pairs");
+             CHECK(f->what.find("vCPUs 2 and 3") != std::string::npos);
+             CHECK(f->what.find("host CPUs 1 and 2") != std::string::npos);
+             CHECK(f->fix.find("\"0,4\", \"1,5\", \"2,6\", \"3,7\"") != std::string::npos);
+         }},
+        {"two threads per core on a host without SMT warns",
+         {},
+         [](Setup& s) {
+             s.profile.cpu.threads = 2;
+             s.fx.set_cpus("0-3", {{0, "0"}, {1, "1"}, {2, "2"}, {3, "3"}});
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"smt-none"});
+         }},
+        {"missing firmware, ROM and evdev files are errors naming each path",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.profile.firmware.code = "/opt/ovmf/CODE.fd";
+             s.fx.remove("usr/share/OVMF/OVMF_VARS_4M.fd");
+             s.profile.pci[0].rom = "/var/lib/kvmgpu/gpu.rom";
+             profile::Input keyboard;
+             keyboard.evdev = "/dev/input/by-id/usb-kbd-event-kbd";
+             s.profile.inputs.push_back(keyboard);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) ==
+                   std::vector<std::string>{"firmware-missing", "firmware-missing", "rom-missing", "evdev-missing"});
+             CHECK(r.findings.size() > 4);
+             const Finding* fw = r.find("firmware-missing");
+             CHECK(fw->what.find("firmware.code names \"/opt/ovmf/CODE.fd\", which does not exist") == 0);
+             CHECK(r.find("rom-missing")->what.find("pci[0].rom names \"/var/lib/kvmgpu/gpu.rom\"") == 0);
+             CHECK(r.find("evdev-missing")->what.find("inputs[0].evdev names") == 0);
+         }},
+    };
+
+    for (const Row& row : rows) {
+        SECTION(row.name) {
+            HostFixture fx;
+            test::add_gpu_with_audio(fx);
+            profile::Profile profile = test::make_profile(row.devices);
+            CheckOptions options;
+            Setup setup{fx, profile, options};
+            if (row.setup) row.setup(setup);
+            const CheckResult result = check(profile, scan_host(fx.root()), options);
+            row.expect(result);
+        }
+    }
+}
+
+TEST_CASE("every finding of a failing check is a sentence with a fix", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    fx.add_driver("xhci_hcd");
+    fx.add_device(usb_controller("0000:02:00.0", "xhci_hcd", 1));
+    fx.remove_driver("vfio-pci");
+    profile::Profile profile = test::make_profile({"0000:01:00.0", "0000:0a:00.0"});
+    profile.machine.hugepages = profile::Hugepages::size_2m;
+    const CheckResult r = check(profile, scan_host(fx.root()));
+    CHECK_FALSE(r.ok());
+    CHECK(r.count(Severity::error) == 4);  // vfio-pci-missing, pci-missing, group, hugepages
+    for (const Finding& f : r.findings) {
+        INFO(f.text());
+        CHECK(f.what.back() == '.');
+        if (f.severity == Severity::error) CHECK_FALSE(f.fix.empty());
+    }
+}
+
+TEST_CASE("resolving profile paths puts absolute paths under the root", "[host]") {
+    profile::Profile p;
+    p.file = "/etc/kvmgpu/vm.toml";
+    CHECK(resolve_host_path(p, "/tmp/root", "/usr/share/OVMF/x.fd") == "/tmp/root/usr/share/OVMF/x.fd");
+    CHECK(resolve_host_path(p, "/tmp/root", "roms/gpu.rom") == "/tmp/root/etc/kvmgpu/roms/gpu.rom");
+    p.file = "vm.toml";
+    CHECK(resolve_host_path(p, "/tmp/root", "roms/gpu.rom") == "roms/gpu.rom");
+}
+
+TEST_CASE("a check result renders to JSON with the bind plan and the MMIO window", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    const CheckResult r = check(test::make_profile({"0000:01:00.0"}), scan_host(fx.root()));
+    const nlohmann::json j = r;
+    CHECK(j["ok"] == true);
+    CHECK(j["errors"] == 0);
+    CHECK(j["bind"]["devices"] == nlohmann::json{"0000:01:00.0", "0000:01:00.1"});
+    CHECK(j["bind"]["auto_added"] == nlohmann::json{"0000:01:00.1"});
+    CHECK(j["mmio64_mb"].is_null());
+    CHECK(j["findings"][0]["severity"] == "ok");
+    CHECK(j["findings"][0]["code"] == "kvm");
+}

@@ -1,0 +1,130 @@
+#include "host/host_model.hpp"
+
+#include <catch2/catch.hpp>
+
+#include "host_fixture.hpp"
+
+using namespace kvmgpu;
+using namespace kvmgpu::host;
+using kvmgpu::test::HostFixture;
+using util::PciAddress;
+
+namespace {
+PciAddress addr(const char* text) { return *PciAddress::parse(text); }
+}  // namespace
+
+TEST_CASE("a resource file gives sizes and flags of the assigned BARs", "[host]") {
+    // A line from a real virtio device, then unassigned lines, then an I/O BAR on line 4.
+    const auto bars = parse_resource(
+        "0x0000004000080000 0x00000040000fffff 0x0000000000140204\n"
+        "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+        "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+        "0x0000000000000000 0x0000000000000000 0x0000000000000000\n"
+        "0x000000000000e000 0x000000000000e07f 0x0000000000040101\n");
+    REQUIRE(bars.size() == 2);
+    CHECK(bars[0].index == 0);
+    CHECK(bars[0].size == 0x80000);
+    CHECK(bars[0].mem());
+    CHECK(bars[0].mem64());
+    CHECK_FALSE(bars[0].prefetch());
+    CHECK(bars[1].index == 4);
+    CHECK(bars[1].size == 128);
+    CHECK(bars[1].io());
+}
+
+TEST_CASE("scanning a host root reads devices, drivers, groups and BARs", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    const HostModel host = scan_host(fx.root());
+
+    REQUIRE(host.devices.size() == 3);
+    const PciDeviceInfo* gpu = host.find(addr("0000:01:00.0"));
+    REQUIRE(gpu);
+    CHECK(gpu->vendor == 0x10de);
+    CHECK(gpu->device == 0x2484);
+    CHECK(gpu->subsystem_vendor == 0x10de);
+    CHECK(gpu->subsystem_device == 0x1234);
+    CHECK(gpu->class_code == 0x030000);
+    CHECK(gpu->is_display());
+    CHECK(gpu->driver == "nouveau");
+    CHECK(gpu->driver_override == std::nullopt);
+    CHECK(gpu->iommu_group == 1u);
+    CHECK_FALSE(gpu->boot_vga);
+    CHECK(gpu->reset_method == "flr bus");
+    CHECK(gpu->numa_node == -1);
+    REQUIRE(gpu->bars.size() == 4);
+    CHECK(gpu->mem64_bytes() == (256u << 20) + (32u << 20));
+
+    const PciDeviceInfo* port = host.find(addr("0000:00:01.0"));
+    REQUIRE(port);
+    CHECK(port->is_bridge());
+    CHECK(port->reset_method == std::nullopt);
+
+    REQUIRE(host.groups.size() == 1);
+    CHECK(host.groups[0].id == 1);
+    CHECK(host.groups[0].devices ==
+          std::vector<PciAddress>{addr("0000:00:01.0"), addr("0000:01:00.0"), addr("0000:01:00.1")});
+}
+
+TEST_CASE("scanning a host root reads IOMMU, KVM, vfio, hugepages and CPUs", "[host]") {
+    HostFixture fx;
+    fx.set_cmdline("root=/dev/sda1 intel_iommu=on iommu=pt -- init-arg iommu=off");
+    fx.set_hugepages(2048, 4096, 4000);
+    const HostModel host = scan_host(fx.root());
+
+    CHECK(host.iommu_present());
+    CHECK(host.iommu_units == std::vector<std::string>{"dmar0"});
+    CHECK(host.iommu_cmdline == std::vector<std::string>{"intel_iommu=on", "iommu=pt"});
+    CHECK(host.kvm_exists);
+    CHECK(host.kvm_usable);
+    CHECK(host.vfio_pci_driver);
+    const HugepagePool* pool = host.hugepage_pool(2 << 20);
+    REQUIRE(pool);
+    CHECK(pool->total == 4096);
+    CHECK(pool->free == 4000);
+    REQUIRE(host.hugepage_pool(1 << 30));
+    CHECK(host.hugepage_pool(1 << 30)->free == 0);
+    CHECK(std::count_if(host.hugepages.begin(), host.hugepages.end(),
+                        [](const HugepagePool& p) { return p.node == 0u; }) == 1);
+    CHECK(host.online_cpus == std::vector<unsigned>{0, 1, 2, 3, 4, 5, 6, 7});
+    CHECK(host.thread_siblings.at(5) == std::vector<unsigned>{1, 5});
+}
+
+TEST_CASE("framebuffers name the PCI device they hold when sysfs links one", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    fx.add_framebuffer(0, "EFI VGA", std::nullopt);
+    fx.add_framebuffer(1, "nouveaudrmfb", "0000:01:00.0");
+    const HostModel host = scan_host(fx.root());
+    REQUIRE(host.framebuffers.size() == 2);
+    CHECK(host.framebuffers[0].driver == "EFI VGA");
+    CHECK(host.framebuffers[0].device == std::nullopt);
+    CHECK(host.framebuffers[1].device == addr("0000:01:00.0"));
+}
+
+TEST_CASE("a bare root gives an empty model, not an error", "[host]") {
+    HostFixture fx;
+    fx.remove("sys");
+    fx.remove("dev");
+    fx.remove("proc");
+    const HostModel host = scan_host(fx.root());
+    CHECK(host.devices.empty());
+    CHECK_FALSE(host.iommu_present());
+    CHECK_FALSE(host.kvm_exists);
+    CHECK_FALSE(host.vfio_pci_driver);
+    CHECK(host.online_cpus.empty());
+}
+
+TEST_CASE("the host model renders to JSON with addresses and hex ids", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    const nlohmann::json j = scan_host(fx.root());
+    CHECK(j["devices"][1]["address"] == "0000:01:00.0");
+    CHECK(j["devices"][1]["vendor"] == "10de");
+    CHECK(j["devices"][1]["class"] == "030000");
+    CHECK(j["devices"][1]["driver"] == "nouveau");
+    CHECK(j["devices"][1]["driver_override"].is_null());
+    CHECK(j["devices"][1]["iommu_group"] == 1);
+    CHECK(j["iommu_groups"][0]["devices"].size() == 3);
+    CHECK(j["kvm"]["usable"] == true);
+}

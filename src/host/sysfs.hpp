@@ -1,0 +1,59 @@
+#pragma once
+// Small helpers for reading the host's sysfs/procfs under a root directory, and the one
+// interface through which kvmgpu writes to sysfs.
+//
+// The root is the seam that makes the host testable: production passes "/", tests pass a fresh
+// temporary directory. Every path is built with under(root, "sys/..."); nothing in host/ names
+// an absolute host path without going through it.
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace kvmgpu::host {
+
+// `root` joined with `path`, where an absolute `path` ("/sys/bus/pci") is taken relative to the
+// root: under("/tmp/x", "/sys") is "/tmp/x/sys", under("/", "/sys") is "/sys".
+std::filesystem::path under(const std::filesystem::path& root, const std::filesystem::path& path);
+
+// The whole content of a small file with trailing whitespace (the kernel's "\n") removed;
+// nullopt when it cannot be read (missing, permission, not a file).
+std::optional<std::string> read_attr(const std::filesystem::path& file);
+
+// The last component of a symlink's target ("driver" -> "../../bus/pci/drivers/e1000" gives
+// "e1000"); nullopt when `link` is not a symlink.
+std::optional<std::string> link_basename(const std::filesystem::path& link);
+
+// "0x10de" or "10de" as hex; nullopt on anything else.
+std::optional<std::uint64_t> parse_hex(std::string_view text);
+
+// The kernel's CPU list format ("0-3,8,10-11", as in cpu/online and thread_siblings_list):
+// sorted, without duplicates. Nullopt on malformed text. An empty string is an empty list.
+std::optional<std::vector<unsigned>> parse_cpu_list(std::string_view text);
+// The inverse: [0,1,2,3,8] gives "0-3,8".
+std::string format_cpu_list(const std::vector<unsigned>& cpus);
+
+// Strerror text for an errno value ("Device or resource busy"), thread-safe.
+std::string errno_text(int error);
+
+// The only way host/ writes to sysfs. Each call is one open/write/close of one attribute, the
+// way the kernel wants sysfs attributes written; the return value is 0 or the errno of the
+// first failing call. Tests substitute a simulated kernel that applies Linux's semantics to a
+// temporary tree after each write.
+class SysfsWriter {
+public:
+    virtual ~SysfsWriter() = default;
+    virtual int write(const std::filesystem::path& file, std::string_view data) = 0;
+};
+
+// Production writer: open(O_WRONLY|O_TRUNC|O_CLOEXEC) without O_CREAT, so a missing attribute
+// is ENOENT rather than a new regular file; a single write(2) of all of `data` (sysfs stores
+// take the whole buffer in one call; a short write is reported as EIO).
+class RealSysfsWriter final : public SysfsWriter {
+public:
+    int write(const std::filesystem::path& file, std::string_view data) override;
+};
+
+}  // namespace kvmgpu::host
