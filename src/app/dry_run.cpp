@@ -2,6 +2,10 @@
 
 #include <system_error>
 
+#include "app/launch.hpp"
+#include "host/check.hpp"
+#include "host/host_model.hpp"
+#include "host/lock.hpp"
 #include "profile/validate.hpp"
 
 namespace kvmgpu::app {
@@ -11,13 +15,18 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
     qemu::HostFacts facts;
     facts.runtime_dir = ctx.vm_runtime_dir(p.name);
     facts.state_dir = ctx.vm_state_dir(p.name);
-    std::error_code ec;
-    for (const auto& d : p.pci) {
-        const auto dir = ctx.host("/sys/bus/pci/devices") / d.address.str();
-        if (!std::filesystem::exists(dir, ec))
-            warnings.push_back("PCI device \"" + d.address.str() + "\" does not exist on this host (" +
-                               dir.string() + "); a real run would refuse to start");
+    // The same check a real run makes; here its errors are only warnings, so that a profile can
+    // be looked at on a machine without its GPU.
+    const auto model = host::scan_host(ctx.host_root);
+    host::CheckOptions options;
+    options.locks = host::read_locks(host_state_dir(ctx));
+    const auto checked = host::check(p, model, options);
+    for (const auto& f : checked.findings) {
+        if (f.severity == host::Severity::ok) continue;
+        warnings.push_back(f.text() + (f.severity == host::Severity::error ? " (a real run would refuse to start)" : ""));
     }
+    facts.extra_functions = checked.plan.auto_added;
+    facts.mmio64_mb = checked.mmio64_mb;
     return facts;
 }
 

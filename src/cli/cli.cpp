@@ -13,20 +13,20 @@ namespace kvmgpu::cli {
 namespace {
 
 constexpr std::array commands{
-    Command{"run", "PROFILE", "start a VM from a profile (this version: --dry-run prints the QEMU command)",
+    Command{"run", "PROFILE", "start a VM from a profile and supervise it (--dry-run: print the QEMU command)",
             "", run_options, run_command},
-    Command{"check", "PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "host", nullptr, nullptr},
-    Command{"list", "", "list IOMMU groups and their PCI devices", "host", nullptr, nullptr},
-    Command{"ps", "", "list running VMs", "runtime", nullptr, nullptr},
-    Command{"status", "NAME", "show a VM's state", "runtime", nullptr, nullptr},
-    Command{"pause", "NAME", "pause a VM's vCPUs", "runtime", nullptr, nullptr},
-    Command{"resume", "NAME", "resume a paused VM", "runtime", nullptr, nullptr},
-    Command{"stop", "NAME", "shut a VM down (ACPI power button, then quit)", "runtime", nullptr, nullptr},
-    Command{"reset", "NAME", "hard-reset a VM", "runtime", nullptr, nullptr},
-    Command{"qmp", "NAME JSON", "send one raw QMP command to a VM and print the reply", "runtime", nullptr, nullptr},
-    Command{"events", "NAME", "stream a VM's QMP events", "runtime", nullptr, nullptr},
-    Command{"bind", "ADDRESS...", "bind PCI devices to vfio-pci (with a restore journal)", "host", nullptr, nullptr},
-    Command{"restore", "[NAME | --all]", "give devices back to their host drivers", "host", nullptr, nullptr},
+    Command{"check", "PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "", nullptr, check_command},
+    Command{"list", "", "list IOMMU groups and their PCI devices", "", nullptr, list_command},
+    Command{"ps", "", "list running VMs", "", nullptr, ps_command},
+    Command{"status", "NAME", "show a VM's state", "", nullptr, status_command},
+    Command{"pause", "NAME", "pause a VM's vCPUs", "", nullptr, pause_command},
+    Command{"resume", "NAME", "resume a paused VM", "", nullptr, resume_command},
+    Command{"stop", "NAME", "shut a VM down (ACPI power button, then quit)", "", stop_options, stop_command},
+    Command{"reset", "NAME", "hard-reset a VM", "", nullptr, reset_command},
+    Command{"qmp", "NAME JSON", "send one raw QMP command to a VM and print the reply", "", nullptr, qmp_command},
+    Command{"events", "NAME", "stream a VM's QMP events", "", nullptr, events_command},
+    Command{"bind", "ADDRESS...", "bind PCI devices to vfio-pci (with a restore journal)", "", bind_options, bind_command},
+    Command{"restore", "[NAME | --all]", "give devices back to their host drivers", "", restore_options, restore_command},
 };
 
 const Command* find_command(std::string_view name) {

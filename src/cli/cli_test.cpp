@@ -87,11 +87,10 @@ TEST_CASE("run --dry-run --json gives the argv as an array", "[cli]") {
     CHECK(j["name"] == "demo");
     CHECK(j["argv"][0] == "qemu-system-x86_64");
     CHECK(j["argv"].size() > 20);
-    CHECK(j["warnings"].empty());
     CHECK(j["state_dir"] == "/st/demo");
 }
 
-TEST_CASE("every example profile dry-runs with --json; absent devices are warnings", "[cli]") {
+TEST_CASE("every example profile dry-runs with --json, absent devices being warnings", "[cli]") {
     TempDir host;  // an empty host root: no PCI devices at all
     for (const char* name : {"demo", "windows-gaming-nvidia", "linux-workstation-novnc"}) {
         INFO(name);
@@ -101,8 +100,9 @@ TEST_CASE("every example profile dry-runs with --json; absent devices are warnin
         const auto j = nlohmann::json::parse(r.out);
         CHECK(j["argv"].size() > 20);
         if (std::string(name) == "windows-gaming-nvidia") {
-            REQUIRE(j["warnings"].size() == 2);
-            CHECK(j["warnings"][0].get<std::string>().find("\"0000:01:00.0\" does not exist") != std::string::npos);
+            const auto warnings = j["warnings"].dump();
+            CHECK(warnings.find("PCI device \\\"0000:01:00.0\\\" (pci[0]) does not exist") != std::string::npos);
+            CHECK(warnings.find("a real run would refuse to start") != std::string::npos);
         }
     }
 }
@@ -179,19 +179,6 @@ TEST_CASE("help and version go to stdout and exit 0", "[cli]") {
     CHECK(version.out == "kvmgpu " KVMGPU_VERSION "\n");
 }
 
-TEST_CASE("commands of later versions say so plainly and exit 1", "[cli]") {
-    for (const char* cmd : {"check", "list", "ps", "status", "pause", "resume", "stop", "reset", "qmp",
-                            "events", "bind", "restore"}) {
-        const auto r = invoke({cmd, "x"});
-        INFO(cmd);
-        CHECK(r.code == 1);
-        CHECK(r.err.find("is not available in this version yet") != std::string::npos);
-    }
-    const auto run = invoke({"run", demo()});
-    CHECK(run.code == 1);
-    CHECK(run.err.find("--dry-run") != std::string::npos);
-}
-
 TEST_CASE("the installed binary gives the same exit codes as the library", "[cli]") {
     // Through the real executable and a real process exit status.
     auto status = [](const std::string& args) {
@@ -201,6 +188,7 @@ TEST_CASE("the installed binary gives the same exit codes as the library", "[cli
     };
     CHECK(status("run --dry-run " + util::shell_quote(demo())) == 0);
     CHECK(status("run --dry-run /nonexistent.toml") == 2);
-    CHECK(status("pause demo") == 1);
+    TempDir runtime;
+    CHECK(status("pause demo --runtime-dir " + runtime.path.string()) == 1);  // no such VM
     CHECK(status("--version") == 0);
 }

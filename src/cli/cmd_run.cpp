@@ -1,6 +1,9 @@
 #include <ostream>
 
 #include "app/dry_run.hpp"
+#include "app/launch.hpp"
+#include "cli/report.hpp"
+#include "profile/validate.hpp"
 #include "cli/command.hpp"
 #include "cli/output.hpp"
 #include "util/text.hpp"
@@ -8,7 +11,12 @@
 namespace kvmgpu::cli {
 
 void run_options(po::options_description& desc) {
-    desc.add_options()("dry-run,n",
+    desc.add_options()
+        ("stop-timeout", po::value<unsigned>()->default_value(60)->value_name("S"),
+         "on Ctrl-C or SIGTERM, wait S seconds for the guest to power off before QEMU quits")
+        ("qmp-timeout", po::value<unsigned>()->default_value(30)->value_name("S"),
+         "give up when QEMU's QMP socket is not ready after S seconds")
+        ("dry-run,n",
                        "print the QEMU command line (one shell-quoted line, or {\"argv\": [...]} "
                        "with --json) and change nothing");
 }
@@ -20,10 +28,14 @@ int run_command(Invocation& inv) {
                                                 std::to_string(inv.args.size()));
     const std::string file = inv.args.front();
     if (!inv.options.count("dry-run")) {
-        inv.err << "kvmgpu: error: starting a VM is not available in this version yet; it "
-                   "arrives with the runtime work. `kvmgpu run --dry-run "
-                << util::shell_quote(file) << "` prints the QEMU command line\n";
-        return failure;
+        auto loaded = profile::load_and_validate(file);
+        if (inv.json && profile::has_errors(loaded.diagnostics))
+            inv.out << nlohmann::json{{"event", "invalid"}, {"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
+        if (print_diagnostics(inv.err, loaded.diagnostics, file)) return bad_input;
+        app::LaunchOptions options;
+        options.stop_timeout = std::chrono::seconds(inv.options["stop-timeout"].as<unsigned>());
+        options.connect_timeout = std::chrono::seconds(inv.options["qmp-timeout"].as<unsigned>());
+        return app::launch(loaded.profile, inv.ctx, options, make_reporter(inv.out, inv.err, inv.json));
     }
     const auto result = app::dry_run(file, inv.ctx);
     const bool errors = profile::has_errors(result.diagnostics);

@@ -41,5 +41,20 @@ struct Command {
 // Commands implemented in cmd_*.cpp.
 int run_command(Invocation& inv);
 void run_options(po::options_description& desc);
+int ps_command(Invocation& inv);
+int status_command(Invocation& inv);
+int pause_command(Invocation& inv);
+int resume_command(Invocation& inv);
+int reset_command(Invocation& inv);
+int stop_command(Invocation& inv);
+void stop_options(po::options_description& desc);
+int qmp_command(Invocation& inv);
+int events_command(Invocation& inv);
+int list_command(Invocation& inv);
+int check_command(Invocation& inv);
+int bind_command(Invocation& inv);
+void bind_options(po::options_description& desc);
+int restore_command(Invocation& inv);
+void restore_options(po::options_description& desc);
 
 }  // namespace kvmgpu::cli

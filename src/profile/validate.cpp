@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <regex>
 #include <set>
 
 #include "util/text.hpp"
@@ -43,8 +42,31 @@ std::string shown(const char* table, std::size_t i) {
     return std::string("[[") + table + "]] #" + std::to_string(i + 1);
 }
 
-bool matches(const std::string& text, const char* pattern) {
-    return std::regex_match(text, std::regex(pattern));
+bool is_alnum(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'); }
+bool is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+// 1..max of [A-Za-z0-9_.-]; with `alnum_first`, starting with a letter or digit.
+bool is_word(const std::string& text, std::size_t max, bool alnum_first) {
+    if (text.empty() || text.size() > max) return false;
+    if (alnum_first && !is_alnum(text.front())) return false;
+    return std::all_of(text.begin(), text.end(), [](char c) { return is_alnum(c) || c == '_' || c == '.' || c == '-'; });
+}
+
+// "q35" or a versioned "pc-q35-7.2".
+bool is_q35(const std::string& type) {
+    if (type == "q35") return true;
+    const std::string prefix = "pc-q35-";
+    return type.size() > prefix.size() && type.rfind(prefix, 0) == 0 &&
+           std::all_of(type.begin() + static_cast<std::ptrdiff_t>(prefix.size()), type.end(),
+                       [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+}
+
+// Six hex pairs separated by ':'.
+bool is_mac(const std::string& mac) {
+    if (mac.size() != 17) return false;
+    for (std::size_t i = 0; i < mac.size(); ++i)
+        if (i % 3 == 2 ? mac[i] != ':' : !is_hex(mac[i])) return false;
+    return true;
 }
 
 // A network interface name as Linux accepts it: 1..15 bytes, no '/', ':' or white space.
@@ -58,19 +80,22 @@ bool is_loopback(const std::string& listen) {
 }
 
 void check_name(const Profile& p, Checker& c) {
-    if (matches(p.name, "[A-Za-z0-9_.-]{1,64}")) return;
+    // The first character is a letter or digit: names beginning with '.' are kvmgpu's own
+    // entries in the runtime directory.
+    if (is_word(p.name, 64, true)) return;
     if (c.written("name"))
         c.error("name", "name " + util::quoted(p.name) +
-                            " may only use letters, digits, '_', '.' and '-' (1 to 64 of them)");
+                            " may only use letters, digits, '_', '.' and '-' (1 to 64 of them, "
+                            "starting with a letter or digit)");
     else
         c.error("name", "the file name " + util::quoted(p.name) +
                             " is not a usable VM name; add name = \"...\" with letters, digits, "
-                            "'_', '.' or '-' (1 to 64)");
+                            "'_', '.' or '-' (1 to 64, starting with a letter or digit)");
 }
 
 void check_machine(const Profile& p, Checker& c) {
     const auto& m = p.machine;
-    if (!matches(m.type, "q35|pc-q35-[0-9.]+"))
+    if (!is_q35(m.type))
         c.error("machine.type", "[machine] type " + util::quoted(m.type) +
                                     " is not supported; kvmgpu puts passed-through cards on PCIe "
                                     "root ports, which need \"q35\" (or a versioned \"pc-q35-7.2\")");
@@ -98,7 +123,7 @@ void check_machine(const Profile& p, Checker& c) {
 
 void check_cpu(const Profile& p, Checker& c) {
     const auto& cpu = p.cpu;
-    if (!matches(cpu.model, "[A-Za-z0-9_.-]+"))
+    if (!is_word(cpu.model, 64, false))
         c.error("cpu.model", "[cpu] model " + util::quoted(cpu.model) +
                                  " is not a QEMU CPU model name; use \"host\" or a name from "
                                  "`qemu-system-x86_64 -cpu help`");
@@ -243,7 +268,7 @@ void check_network(const Profile& p, Checker& c) {
     if (n.mode != NetworkMode::tap && c.written("network.tap"))
         c.error("network.tap", "[network] tap is only used with mode = \"tap\"");
     if (!n.mac.empty()) {
-        if (!matches(n.mac, "[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}"))
+        if (!is_mac(n.mac))
             c.error("network.mac", "[network] mac " + util::quoted(n.mac) +
                                        " is not a MAC address; write six hex pairs like "
                                        "\"52:54:00:12:34:56\"");

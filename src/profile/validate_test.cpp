@@ -192,6 +192,7 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
         {"name with a space", "name = \"my vm\"\n[machine]\nmemory = \"1G\"\n", 1, "name", "letters, digits"},
         {"name too long", "name = \"" + std::string(65, 'a') + "\"\n[machine]\nmemory = \"1G\"\n", 1, "name", "1 to 64"},
         {"name with a slash", "name = \"../etc\"\n[machine]\nmemory = \"1G\"\n", 1, "name", "letters, digits"},
+        {"name starting with a dot", "name = \".locks\"\n[machine]\nmemory = \"1G\"\n", 1, "name", "starting with a letter or digit"},
         {"pci address garbage", base + "[[pci]]\naddress = \"gpu0\"\n", 5, "pci[0].address", "is not a PCI address"},
         {"pci slot above 1f", base + "[[pci]]\naddress = \"0000:01:20.0\"\n", 5, "pci[0].address", "slot at most 1f"},
         {"pci function above 7", base + "[[pci]]\naddress = \"0000:01:00.8\"\n", 5, "pci[0].address", "is not a PCI address"},

@@ -1,0 +1,48 @@
+#pragma once
+// Controlling a VM from another process: find it by name, judge whether its supervisor lives,
+// and talk to the supervisor's control socket — or, when the supervisor is gone, to QEMU's
+// rescue QMP socket directly.
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "app/context.hpp"
+#include "app/vm_dir.hpp"
+
+namespace kvmgpu::app {
+
+// A VM that cannot be found or reached; what() names it and says what to do.
+struct NotRunning : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+struct VmHandle {
+    VmDir dir;
+    VmState state;
+    Liveness liveness;
+};
+
+// Finds a running VM. A left-over directory of a VM that is gone is removed (unless devices of
+// that VM still wait in a restore journal) and reported as NotRunning.
+VmHandle find_vm(const Context& ctx, const std::string& name);
+
+// The fast path for one request: straight to the supervisor's control socket when it answers
+// (no state file, no /proc), else nullopt and the caller takes find_vm's careful path.
+std::optional<nlohmann::json> try_supervisor(const Context& ctx, const std::string& name,
+                                             const nlohmann::json& request, std::chrono::milliseconds timeout);
+
+// Sends one QMP command object to the VM (through the supervisor, or the rescue socket) and
+// returns QEMU's reply object ({"return": ...} or {"error": ...}).
+nlohmann::json vm_qmp(const VmHandle& vm, const nlohmann::json& request, std::chrono::milliseconds timeout);
+
+// The VM's status: name, status ("running", "paused", ...), running, pids, devices, supervised.
+nlohmann::json vm_status(const VmHandle& vm, std::chrono::milliseconds timeout);
+
+// Ends the VM: ACPI power button (unless `force`), up to `timeout` for the guest, then quit,
+// then SIGKILL. Through the supervisor this returns once the devices are back; without one
+// the returned object says whether devices still wait for `kvmgpu restore`.
+nlohmann::json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force);
+
+}  // namespace kvmgpu::app

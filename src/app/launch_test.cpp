@@ -1,0 +1,132 @@
+// The launch sequence on a simulated kernel (a temporary host root that reacts to sysfs writes
+// as Linux does) with the real QEMU: what was bound is given back whatever ends the launch.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "app/launch.hpp"
+#include "host/journal.hpp"
+#include "host/lock.hpp"
+#include "host_fixture.hpp"
+#include "profile/loader.hpp"
+#include "profile/validate.hpp"
+
+using namespace kvmgpu;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "") {
+    const auto file = dir / "gpu.toml";
+    std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n[cpu]\ncores = 1\n"
+                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n"
+                           "[[pci]]\naddress = \"0000:01:00.0\"\n[[pci]]\naddress = \"0000:01:00.1\"\n"
+                        << extra;
+    auto r = profile::load_and_validate(file);
+    REQUIRE_FALSE(profile::has_errors(r.diagnostics));
+    return r.profile;
+}
+
+struct Launch {
+    test::HostFixture fx;
+    test::SimulatedKernel kernel{fx};
+    std::vector<json> events;
+    app::Context ctx;
+    Launch() {
+        test::add_gpu_with_audio(fx);
+        fx.add_driver("nouveau");
+        fx.add_driver("snd_hda_intel");
+        ctx.runtime_dir = fx.runtime();
+        ctx.state_dir = fx.root() / "run" / "state";
+        ctx.host_root = fx.root();
+    }
+    int run(const profile::Profile& p) {
+        app::LaunchOptions options;
+        options.writer = &kernel;
+        options.connect_timeout = std::chrono::seconds(20);
+        return app::launch(p, ctx, options, [this](const json& e) { events.push_back(e); });
+    }
+    bool saw(const std::string& step, bool ok) const {
+        return std::any_of(events.begin(), events.end(), [&](const json& e) {
+            return e.value("step", "") == step && e.value("ok", !ok) == ok;
+        });
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a QEMU that dies after the devices were bound gives every device back", "[app][qemu]") {
+    Launch l;
+    const auto profile = passthrough_profile(l.fx.root());
+    const auto before = l.fx.snapshot();
+    // The real QEMU starts, but the host it runs on has no such device: vfio-pci fails.
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("bind", true));
+    CHECK(l.saw("restore", true));
+    CHECK(l.events.back()["event"] == "stopped");
+    CHECK(l.events.back()["reason"] == "start-failed");
+    // The tree is back byte for byte: drivers, overrides; the journal and locks are gone.
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.fx.driver_of("0000:01:00.0") == "nouveau");
+    CHECK(l.fx.driver_of("0000:01:00.1") == "snd_hda_intel");
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
+TEST_CASE("a failing prestart hook undoes the binding before QEMU starts", "[app]") {
+    Launch l;
+    const auto profile = passthrough_profile(l.fx.root(), "[hooks]\nprestart = [\"/bin/false\"]\n");
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("bind", true));
+    CHECK(l.saw("prestart", false));
+    CHECK_FALSE(l.saw("spawn", true));
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
+TEST_CASE("a host that is not ready is refused before anything changes", "[app]") {
+    Launch l;
+    l.fx.set_iommu(false);
+    const auto profile = passthrough_profile(l.fx.root());
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    CHECK(code == 1);
+    CHECK(l.saw("check", false));
+    CHECK_FALSE(l.saw("bind", true));
+    CHECK(l.kernel.writes() == 0);
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+}
+
+TEST_CASE("a bind failing on the second device leaves the first where it was", "[app]") {
+    Launch l;
+    const auto profile = passthrough_profile(l.fx.root());
+    const auto before = l.fx.snapshot();
+    // A device takes three writes (driver_override, unbind, drivers_probe): the 5th is the
+    // second device's unbind, after the first device is already on vfio-pci.
+    l.kernel.fail_write(5, EIO);
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    INFO(json(l.kernel.log).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("bind", false));
+    const auto failed = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("ok", true) == false; });
+    REQUIRE(failed != l.events.end());
+    CHECK((*failed)["error"].get<std::string>().find("\"0000:01:00.1\"") != std::string::npos);
+    CHECK((*failed)["error"].get<std::string>().find("unbind") != std::string::npos);
+    // The first device went to vfio-pci and came back: its probe is in the log before the failure.
+    CHECK(std::count_if(l.kernel.log.begin(), l.kernel.log.end(),
+                        [](const std::string& w) { return w.find("drivers_probe <- 0000:01:00.0") != std::string::npos; }) >= 1);
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+}

@@ -1,0 +1,369 @@
+// The runtime against the real qemu-system-x86_64 (TCG): `kvmgpu run` as its own process,
+// driven by `kvmgpu pause|resume|status|stop|qmp` processes and signals, as a user would.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+
+#include <atomic>
+#include <functional>
+#include <set>
+#include <fstream>
+#include <thread>
+
+#include "app/control_client.hpp"
+#include "kvmgpu_process.hpp"
+#include "util/proc.hpp"
+
+using namespace kvmgpu;
+using namespace kvmgpu::testing;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+const fs::path source_dir = KVMGPU_SOURCE_DIR;
+
+// A scratch world per test: runtime, state and an empty host root (no PCI devices, no /dev/kvm:
+// the host check only warns, since these profiles use TCG).
+struct World {
+    TempDir dir;
+    fs::path runtime = dir.path / "run";
+    fs::path state = dir.path / "state";
+    fs::path host = dir.path / "host";
+    World() { fs::create_directories(host); }
+
+    std::vector<std::string> globals() const {
+        return {"--runtime-dir", runtime.string(), "--state-dir", state.string(), "--host-root", host.string()};
+    }
+    std::vector<std::string> args(std::vector<std::string> a) const {
+        for (auto& g : globals()) a.push_back(g);
+        return a;
+    }
+    Output cli(std::vector<std::string> a) const { return kvmgpu_run(args(std::move(a)), dir.path); }
+
+    // A demo-like profile with extra TOML appended.
+    fs::path profile(const std::string& name, const std::string& extra = "") const {
+        const auto file = dir.path / (name + ".toml");
+        std::ofstream(file) << "name = \"" << name << "\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
+                            << "[cpu]\ncores = 1\n[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n"
+                            << extra;
+        return file;
+    }
+    std::unique_ptr<Supervisor> run(const fs::path& profile, std::vector<std::string> extra = {}) const {
+        std::vector<std::string> a{"run", "--json", profile.string(), "--stop-timeout", "2"};
+        a.insert(a.end(), extra.begin(), extra.end());
+        return std::make_unique<Supervisor>(args(a), dir.path / "supervisor.err");
+    }
+    std::string supervisor_err() const {
+        std::ifstream in(dir.path / "supervisor.err");
+        return {std::istreambuf_iterator<char>(in), {}};
+    }
+};
+
+json status_of(const World& w, const std::string& name) {
+    const auto r = w.cli({"status", name, "--json"});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    return json::parse(r.out);
+}
+
+}  // namespace
+
+TEST_CASE("run, pause, resume and stop a real QEMU from other processes", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm1"));
+    const auto running = sup->wait_event("running");
+    CHECK(running["name"] == "vm1");
+    const pid_t qemu = running["qemu_pid"].get<pid_t>();
+    CHECK(util::process_alive(qemu));
+    CHECK(fs::exists(w.runtime / "vm1" / "control.sock"));
+    CHECK((fs::status(w.runtime / "vm1").permissions() & fs::perms::all) == fs::perms::owner_all);
+
+    auto s = status_of(w, "vm1");
+    CHECK(s["status"] == "running");
+    CHECK(s["supervised"] == true);
+    CHECK(s["qemu_pid"] == qemu);
+
+    REQUIRE(w.cli({"pause", "vm1"}).status == 0);
+    CHECK(sup->wait_event("paused")["name"] == "vm1");
+    CHECK(status_of(w, "vm1")["status"] == "paused");
+    REQUIRE(w.cli({"resume", "vm1"}).status == 0);
+    sup->wait_event("resumed");
+    CHECK(status_of(w, "vm1")["status"] == "running");
+
+    const auto ps = w.cli({"ps", "--json"});
+    REQUIRE(ps.status == 0);
+    const auto rows = json::parse(ps.out);
+    REQUIRE(rows.size() == 1);
+    CHECK(rows[0]["name"] == "vm1");
+    CHECK(rows[0]["liveness"] == "supervised");
+
+    const auto q = w.cli({"qmp", "vm1", R"({"execute":"query-name","id":"mine"})"});
+    REQUIRE(q.status == 0);
+    CHECK(json::parse(q.out)["return"]["name"] == "vm1");
+    CHECK(json::parse(q.out)["id"] == "mine");
+
+    const auto stop = w.cli({"stop", "vm1", "--timeout", "1", "--json"});
+    INFO(stop.err);
+    REQUIRE(stop.status == 0);
+    CHECK(json::parse(stop.out)["reason"] == "stop-requested");
+    CHECK(sup->wait() == 0);
+    CHECK(sup->seen.back()["event"] == "stopped");
+    CHECK_FALSE(util::process_alive(qemu));
+    CHECK_FALSE(fs::exists(w.runtime / "vm1"));  // nothing left behind
+}
+
+TEST_CASE("SIGTERM to the supervisor ends the VM gracefully", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm2"));
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    sup->signal(SIGTERM);
+    CHECK(sup->wait_event("stopping")["signal"] == "SIGTERM");
+    CHECK(sup->wait() == 0);
+    CHECK(sup->seen.back()["reason"] == "signal");
+    CHECK_FALSE(util::process_alive(qemu));
+    CHECK_FALSE(fs::exists(w.runtime / "vm2"));
+}
+
+TEST_CASE("QEMU killed with -9 ends the run with exit 1 and its log", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm3", "[qemu]\nextra = [\"-trace\", \"handle_qmp_command\"]\n"));
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    ::kill(qemu, SIGKILL);
+    const auto log = sup->wait_event("log");
+    CHECK(log["tail"].get<std::string>().find("handle_qmp_command") != std::string::npos);
+    CHECK(sup->wait() == 1);
+    const auto& stopped = sup->seen.back();
+    CHECK(stopped["reason"] == "crashed");
+    CHECK(stopped["detail"].get<std::string>().find("SIGKILL") != std::string::npos);
+    CHECK_FALSE(fs::exists(w.runtime / "vm3"));
+}
+
+TEST_CASE("with the supervisor killed -9, QEMU keeps running and stop still ends it", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm4"));
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    sup->signal(SIGKILL);
+    CHECK(sup->wait() == 128 + SIGKILL);
+    CHECK(util::process_alive(qemu));  // the guest's data matters more than our process
+
+    const auto s = status_of(w, "vm4");
+    CHECK(s["supervised"] == false);
+    CHECK(s["status"] == "running");
+    CHECK(json::parse(w.cli({"ps", "--json"}).out)[0]["liveness"] == "unsupervised");
+    // A second run of the same name is refused while QEMU lives.
+    auto again = w.cli({"run", w.profile("vm4").string()});
+    CHECK(again.status == 1);
+    CHECK(again.err.find("already running") != std::string::npos);
+
+    const auto stop = w.cli({"stop", "vm4", "--timeout", "1", "--json"});
+    INFO(stop.err);
+    REQUIRE(stop.status == 0);
+    CHECK(json::parse(stop.out)["supervised"] == false);
+    CHECK_FALSE(util::process_alive(qemu));
+    CHECK_FALSE(fs::exists(w.runtime / "vm4"));  // no devices were held: nothing to restore
+}
+
+TEST_CASE("50 concurrent clients x 20 requests each all get their own right reply", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm5"));
+    sup->wait_event("running");
+    const auto socket = w.runtime / "vm5" / "control.sock";
+    std::atomic<int> right{0}, wrong{0};
+    std::vector<std::thread> clients;
+    for (int c = 0; c < 50; ++c) {
+        clients.emplace_back([&, c] {
+            try {
+                auto client = app::ControlClient::connect(socket);
+                if (!client) {
+                    wrong += 20;
+                    return;
+                }
+                for (int r = 0; r < 20; ++r) {
+                    const std::string id = std::to_string(c) + "-" + std::to_string(r);
+                    const json req = r % 2 ? json{{"execute", "query-status"}, {"id", id}}
+                                           : json{{"kvmgpu", "status"}, {"id", id}};
+                    const auto reply = client->request(req, Clock::now() + std::chrono::seconds(30));
+                    const bool ok = reply.value("id", "") == id && reply["return"]["status"] == "running";
+                    (ok ? right : wrong)++;
+                }
+            } catch (const std::exception&) {
+                wrong++;
+            }
+        });
+    }
+    for (auto& t : clients) t.join();
+    CHECK(right == 1000);
+    CHECK(wrong == 0);
+    REQUIRE(w.cli({"stop", "vm5", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("events streams QMP events to a client until the VM ends", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("vm6"));
+    sup->wait_event("running");
+    auto client = app::ControlClient::connect(w.runtime / "vm6" / "control.sock");
+    REQUIRE(client);
+    CHECK(client->request({{"kvmgpu", "events"}}, Clock::now() + std::chrono::seconds(10)).contains("return"));
+    REQUIRE(w.cli({"pause", "vm6"}).status == 0);
+    const auto e = client->next(Clock::now() + std::chrono::seconds(10));
+    REQUIRE(e);
+    CHECK((*e)["event"] == "STOP");
+    REQUIRE(w.cli({"stop", "vm6", "--force"}).status == 0);
+    std::vector<std::string> names;
+    while (auto more = client->next(Clock::now() + std::chrono::seconds(30))) names.push_back((*more)["event"]);
+    CHECK(std::find(names.begin(), names.end(), "SHUTDOWN") != names.end());  // then EOF
+    CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("failures before the VM runs are clear and leave nothing behind", "[runtime][qemu]") {
+    World w;
+    SECTION("a missing QEMU binary") {
+        const auto r = w.cli({"run", w.profile("bad1", "[qemu]\nbinary = \"/nonexistent/qemu-system-x86_64\"\n").string()});
+        CHECK(r.status == 1);
+        CHECK(r.err.find("\"/nonexistent/qemu-system-x86_64\"") != std::string::npos);
+        CHECK_FALSE(fs::exists(w.runtime / "bad1"));
+    }
+    SECTION("QEMU rejecting an argument") {
+        const auto r = w.cli({"run", w.profile("bad2", "[qemu]\nextra = [\"-device\", \"no-such-device\"]\n").string()});
+        CHECK(r.status == 1);
+        CHECK(r.err.find("no-such-device") != std::string::npos);  // from QEMU's log
+        CHECK(r.err.find("start-failed") != std::string::npos);
+        CHECK_FALSE(fs::exists(w.runtime / "bad2"));
+    }
+    SECTION("a QMP socket that never appears") {
+        // A stand-in "QEMU" that runs but never opens its socket.
+        const auto fake = w.dir.path / "fake-qemu";
+        std::ofstream(fake) << "#!/bin/sh\nexec sleep 30\n";
+        fs::permissions(fake, fs::perms::owner_all);
+        const auto r = w.cli({"run", "--qmp-timeout", "1", w.profile("bad3", "[qemu]\nbinary = \"" + fake.string() + "\"\n").string()});
+        CHECK(r.status == 1);
+        CHECK(r.err.find("QMP") != std::string::npos);
+        CHECK_FALSE(fs::exists(w.runtime / "bad3"));
+    }
+    SECTION("malformed JSON for kvmgpu qmp is bad input") {
+        const auto r = w.cli({"qmp", "anything", "{\"execute\": "});
+        CHECK(r.status == 2);
+        CHECK(r.err.find("is not JSON") != std::string::npos);
+    }
+    SECTION("an unknown VM name") {
+        for (const char* cmd : {"status", "pause", "resume", "stop", "reset", "events"}) {
+            const auto r = w.cli({cmd, "nosuchvm"});
+            INFO(cmd);
+            CHECK(r.status == 1);
+            CHECK(r.err.find("no VM named \"nosuchvm\" is running") != std::string::npos);
+        }
+    }
+    SECTION("a stale runtime directory is detected and cleaned") {
+        fs::create_directories(w.runtime / "ghost");
+        std::ofstream(w.runtime / "ghost" / "state.json")
+            << R"({"name":"ghost","supervisor_pid":999999,"qemu_pid":999998,"devices":[]})";
+        const auto r = w.cli({"status", "ghost"});
+        CHECK(r.status == 1);
+        CHECK(r.err.find("was removed") != std::string::npos);
+        CHECK_FALSE(fs::exists(w.runtime / "ghost"));
+    }
+}
+
+TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardware", "[runtime][qemu]") {
+    World w;
+    // Disks of every bus and medium, OVMF with Secure Boot, Hyper-V, VNC with a websocket on
+    // loopback, a USB host device that is not plugged in, Looking Glass shared memory, a TPM.
+    const auto img = w.dir.path / "images";
+    fs::create_directories(img);
+    for (const char* f : {"a.raw", "b,with,commas.raw", "c.iso", "d.raw", "e.iso"}) {
+        std::ofstream(img / f).close();
+        fs::resize_file(img / f, 1 << 20);
+    }
+    // The host check looks for the firmware under the host root.
+    fs::create_directories(w.host / "usr/share");
+    fs::create_directory_symlink("/usr/share/OVMF", w.host / "usr/share/OVMF");
+    const unsigned port = 5900 + 50 + static_cast<unsigned>(::getpid() % 40);  // loopback only
+    const auto profile = w.dir.path / "full.toml";
+    std::ofstream(profile) << "name = \"full\"\n"
+        "[machine]\naccel = \"tcg\"\nmemory = \"256M\"\nrtc = \"localtime\"\n"
+        "[cpu]\ncores = 2\nhide_kvm = true\nhv_vendor_id = \"KVMGPUVENDOR\"\nhyperv = true\n"
+        "[firmware]\ntype = \"ovmf\"\nsecure_boot = true\n"
+        "[[disk]]\npath = \"images/a.raw\"\n"
+        "[[disk]]\npath = \"images/b,with,commas.raw\"\nbus = \"nvme\"\n"
+        "[[disk]]\npath = \"images/c.iso\"\nmedia = \"cdrom\"\n"
+        "[[disk]]\npath = \"images/d.raw\"\nbus = \"scsi\"\n"
+        "[[disk]]\npath = \"images/e.iso\"\nbus = \"scsi\"\nmedia = \"cdrom\"\n"
+        "[network]\nmode = \"user\"\nmodel = \"e1000e\"\n"
+        "[[usb]]\nvendor = 0x046d\nproduct = 0xc52b\n"
+        "[display]\ntype = \"vnc\"\nlisten = \"127.0.0.1\"\nport = " << port << "\nwebsocket = " << port + 100 << "\n"
+        "[looking_glass]\npath = \"" << (w.dir.path / "lg-shm").string() << "\"\nresolution = \"1280x720\"\n"
+        "[tpm]\nenabled = true\n";
+    auto sup = w.run(profile);
+    json running;
+    try {
+        running = sup->wait_event("running", std::chrono::seconds(120));
+    } catch (const std::exception& e) {
+        FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
+    }
+    const auto r = w.cli({"qmp", "full", R"({"execute":"query-pci"})", "--json"});
+    REQUIRE(r.status == 0);
+    std::set<std::string> ids;
+    std::function<void(const json&)> collect = [&](const json& devices) {
+        for (const auto& d : devices) {
+            ids.insert(d.value("qdev_id", ""));
+            if (d.contains("pci_bridge") && d["pci_bridge"].contains("devices")) collect(d["pci_bridge"]["devices"]);
+        }
+    };
+    const auto pci = json::parse(r.out);
+    for (const auto& bus : pci["return"]) collect(bus["devices"]);
+    for (const char* id : {"kvmgpu-disk0-dev", "kvmgpu-disk1-dev", "kvmgpu-scsi", "kvmgpu-nic0", "kvmgpu-xhci",
+                           "kvmgpu-video", "kvmgpu-lg-dev"})
+        CHECK(ids.count(id));
+    // The VNC websocket listens on loopback, where the profile said.
+    const auto vnc = w.cli({"qmp", "full", R"({"execute":"query-vnc"})", "--json"});
+    CHECK(json::parse(vnc.out)["return"]["service"] == std::to_string(port));
+    CHECK(json::parse(vnc.out)["return"]["host"] == "127.0.0.1");
+    // The TPM is there, backed by the emulator.
+    const auto tpm = w.cli({"qmp", "full", R"({"execute":"query-tpm"})", "--json"});
+    CHECK(json::parse(tpm.out)["return"][0]["model"] == "tpm-crb");
+    // The per-VM OVMF variables were made from the Secure Boot template.
+    CHECK(fs::file_size(w.state / "full" / "OVMF_VARS.fd") == fs::file_size("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"));
+    REQUIRE(w.cli({"stop", "full", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("vCPU and emulator threads are pinned from query-cpus-fast before the VM runs", "[runtime][qemu]") {
+    World w;
+    // Two host CPUs are enough: the vCPU on 1, everything else of QEMU on 0.
+    // The host check wants the pinned CPUs online; this host root says CPUs 0 and 1 are.
+    fs::create_directories(w.host / "sys/devices/system/cpu");
+    std::ofstream(w.host / "sys/devices/system/cpu/online") << "0-1\n";
+    const auto file = w.dir.path / "pinned.toml";
+    std::ofstream(file) << "name = \"pinned\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
+                           "[cpu]\ncores = 1\npin = [1]\nemulator_pin = [0]\n"
+                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n";
+    auto sup = w.run(file);
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    const auto pin_step = std::find_if(sup->seen.begin(), sup->seen.end(), [](const json& e) { return e.value("step", "") == "pin"; });
+    REQUIRE(pin_step != sup->seen.end());
+    const auto cpus = json::parse(w.cli({"qmp", "pinned", R"({"execute":"query-cpus-fast"})", "--json"}).out)["return"];
+    REQUIRE(cpus.size() == 1);
+    const auto vcpu = cpus[0]["thread-id"].get<pid_t>();
+    auto allowed = [&](pid_t tid) {
+        std::ifstream in("/proc/" + std::to_string(qemu) + "/task/" + std::to_string(tid) + "/status");
+        std::string line;
+        while (std::getline(in, line))
+            if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find_first_not_of(" \t", 18));
+        return std::string("?");
+    };
+    CHECK(allowed(vcpu) == "1");
+    int others = 0;
+    for (const auto& t : fs::directory_iterator("/proc/" + std::to_string(qemu) + "/task")) {
+        const pid_t tid = std::stoi(t.path().filename().string());
+        if (tid == vcpu) continue;
+        ++others;
+        INFO("thread " << tid);
+        // Threads QEMU starts later (worker pools) inherit the main thread's affinity.
+        CHECK(allowed(tid) == "0");
+    }
+    CHECK(others >= 1);
+    REQUIRE(w.cli({"stop", "pinned", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}

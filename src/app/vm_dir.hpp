@@ -1,0 +1,86 @@
+#pragma once
+// A VM's runtime directory, RUNTIME/NAME/ (0700), and the state file in it that lets other
+// kvmgpu processes find and judge a VM: the supervisor's and QEMU's pids with their start times
+// (so a reused pid is never mistaken for them), the devices it holds, the profile it came from.
+//
+//   RUNTIME/NAME/state.json        written by the supervisor
+//   RUNTIME/NAME/control.sock      the supervisor's control socket (0600)
+//   RUNTIME/NAME/qmp.sock          QEMU's QMP socket, used by the supervisor
+//   RUNTIME/NAME/qmp-rescue.sock   a second QMP socket, for `stop` when the supervisor is gone
+//   RUNTIME/NAME/qemu.log          QEMU's stdout and stderr
+//   RUNTIME/NAME/qemu.pid          written by QEMU
+//
+// Entries of RUNTIME whose names start with '.' are not VMs (a VM name never starts with '.').
+#include <sys/types.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "app/context.hpp"
+
+namespace kvmgpu::app {
+
+struct VmState {
+    std::string name;
+    std::string profile;  // absolute path of the profile file
+    pid_t supervisor_pid = 0;
+    std::uint64_t supervisor_start = 0;
+    pid_t qemu_pid = 0;
+    std::uint64_t qemu_start = 0;
+    std::vector<std::string> devices;  // PCI addresses passed through
+    std::int64_t started_at = 0;        // unix seconds
+};
+
+void to_json(nlohmann::json& j, const VmState& s);
+void from_json(const nlohmann::json& j, VmState& s);
+
+enum class Liveness {
+    supervised,    // supervisor and QEMU run
+    unsupervised,  // QEMU runs, its supervisor is gone (killed -9)
+    starting,      // the supervisor runs, QEMU not (yet, or any more)
+    stale,         // neither runs: the directory is left over
+};
+std::string_view liveness_name(Liveness l);
+
+class VmDir {
+public:
+    VmDir(const Context& ctx, std::string name);
+
+    const std::string& name() const { return name_; }
+    const std::filesystem::path& path() const { return path_; }
+    std::filesystem::path control_socket() const { return path_ / "control.sock"; }
+    std::filesystem::path qmp_socket() const { return path_ / "qmp.sock"; }
+    std::filesystem::path rescue_socket() const { return path_ / "qmp-rescue.sock"; }
+    std::filesystem::path log_file() const { return path_ / "qemu.log"; }
+    std::filesystem::path state_file() const { return path_ / "state.json"; }
+
+    bool exists() const;
+    // Nullopt when there is no state file (yet). Throws naming the file when it is unreadable.
+    std::optional<VmState> read_state() const;
+    // Atomically (temp file + rename).
+    void write_state(const VmState& state) const;
+    Liveness liveness(const VmState& state) const;
+
+    // Creates the directory (0700, and RUNTIME itself when missing). A directory left by a VM
+    // that no longer runs is removed first; one whose VM still runs is an error naming it.
+    void create() const;
+    // Removes the directory and everything in it; quietly does nothing when it is gone.
+    void remove() const;
+
+    // The last `lines` lines of qemu.log, for error messages.
+    std::string log_tail(std::size_t lines = 15) const;
+
+private:
+    std::string name_;
+    std::filesystem::path path_;
+};
+
+// Every VM directory under RUNTIME, sorted by name.
+std::vector<VmDir> list_vm_dirs(const Context& ctx);
+
+}  // namespace kvmgpu::app

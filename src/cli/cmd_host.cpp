@@ -1,0 +1,195 @@
+// The commands that read or change the host's PCI devices: list, check, bind, restore.
+#include <unistd.h>
+
+#include <cstdio>
+#include <ostream>
+
+#include "app/launch.hpp"
+#include "app/vm_dir.hpp"
+#include "cli/command.hpp"
+#include "cli/output.hpp"
+#include "host/binder.hpp"
+#include "host/check.hpp"
+#include "host/host_model.hpp"
+#include "host/journal.hpp"
+#include "host/lock.hpp"
+#include "host/sysfs.hpp"
+#include "profile/validate.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::cli {
+namespace {
+
+using nlohmann::json;
+
+std::string hex(unsigned value, int width) {
+    char buf[16];
+    std::snprintf(buf, sizeof buf, "%0*x", width, value);
+    return buf;
+}
+
+std::string marks(const host::PciDeviceInfo& d) {
+    std::string m;
+    auto add = [&](const char* word) { m += (m.empty() ? "  [" : ", ") + std::string(word); };
+    if (d.is_display()) add("GPU");
+    if (d.boot_vga) add("boot VGA");
+    if (d.is_bridge()) add("bridge");
+    if (d.driver == "vfio-pci") add("vfio-pci");
+    if (!m.empty()) m += "]";
+    return m;
+}
+
+const char* iommu_help =
+    "the IOMMU is off, so there are no IOMMU groups and no device can be passed through. Turn it "
+    "on: add intel_iommu=on (Intel) or amd_iommu=on (AMD) to the kernel command line, enable "
+    "VT-d / AMD-Vi in the firmware setup, and reboot";
+
+std::vector<util::PciAddress> parse_addresses(const std::vector<std::string>& words) {
+    std::vector<util::PciAddress> out;
+    for (const auto& w : words) {
+        auto a = util::PciAddress::parse(w);
+        if (!a)
+            throw UsageError(util::quoted(w) + " is not a PCI address; write it as `kvmgpu list` shows it, e.g. 0000:01:00.0");
+        out.push_back(*a);
+    }
+    return out;
+}
+
+}  // namespace
+
+int list_command(Invocation& inv) {
+    if (!inv.args.empty()) throw UsageError("usage: kvmgpu list [--json]");
+    const auto model = host::scan_host(inv.ctx.host_root);
+    if (inv.json) {
+        json groups = json::array();
+        for (const auto& g : model.groups) {
+            json devices = json::array();
+            for (const auto& a : g.devices)
+                if (const auto* d = model.find(a)) devices.push_back(*d);
+            groups.push_back({{"group", g.id}, {"devices", devices}});
+        }
+        inv.out << json{{"iommu", model.iommu_present()}, {"groups", groups}}.dump() << "\n";
+    }
+    if (!model.iommu_present()) {
+        inv.err << "kvmgpu: error: " << iommu_help << "\n";
+        return failure;
+    }
+    if (inv.json) return ok;
+    for (const auto& g : model.groups) {
+        inv.out << "IOMMU group " << g.id << "\n";
+        for (const auto& a : g.devices) {
+            const auto* d = model.find(a);
+            if (!d) continue;
+            inv.out << "  " << a.str() << "  [" << hex(d->class_code >> 8, 4) << "] " << hex(d->vendor, 4) << ":"
+                    << hex(d->device, 4) << " " << d->name() << "  driver: " << (d->driver.empty() ? "none" : d->driver)
+                    << marks(*d) << "\n";
+        }
+    }
+    return ok;
+}
+
+int check_command(Invocation& inv) {
+    if (inv.args.size() != 1) throw UsageError("usage: kvmgpu check PROFILE [--json]");
+    const auto& file = inv.args.front();
+    auto loaded = profile::load_and_validate(file);
+    if (profile::has_errors(loaded.diagnostics)) {
+        if (inv.json) inv.out << json{{"ready", false}, {"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
+        print_diagnostics(inv.err, loaded.diagnostics, file);
+        return bad_input;
+    }
+    const auto model = host::scan_host(inv.ctx.host_root);
+    host::CheckOptions options;
+    options.locks = host::read_locks(app::host_state_dir(inv.ctx));
+    const auto result = host::check(loaded.profile, model, options);
+    if (inv.json) {
+        json j = result;
+        j["ready"] = result.ok();
+        j["diagnostics"] = to_json(loaded.diagnostics);
+        inv.out << j.dump() << "\n";
+        return result.ok() ? ok : failure;
+    }
+    print_diagnostics(inv.err, loaded.diagnostics, file);
+    for (const auto& f : result.findings) {
+        inv.out << host::severity_name(f.severity) << ": " << f.what << "\n";
+        if (!f.why.empty()) inv.out << "    why: " << f.why << "\n";
+        if (!f.fix.empty()) inv.out << "    fix: " << f.fix << "\n";
+    }
+    if (!result.plan.auto_added.empty()) {
+        inv.out << "kvmgpu will also pass:";
+        for (const auto& a : result.plan.auto_added) inv.out << " " << a.str();
+        inv.out << " (other functions of the same card, in the same IOMMU group)\n";
+    }
+    const auto errors = result.count(host::Severity::error);
+    const auto warnings = result.count(host::Severity::warning);
+    inv.out << (result.ok() ? "ready" : "not ready") << ": " << errors << " error" << (errors == 1 ? "" : "s") << ", "
+            << warnings << " warning" << (warnings == 1 ? "" : "s") << "\n";
+    return result.ok() ? ok : failure;
+}
+
+void bind_options(po::options_description& desc) {
+    desc.add_options()("name", po::value<std::string>()->default_value("manual")->value_name("NAME"),
+                       "journal name to bind under; `kvmgpu restore NAME` gives the devices back");
+}
+
+int bind_command(Invocation& inv) {
+    if (inv.args.empty()) throw UsageError("usage: kvmgpu bind ADDRESS... [--name NAME]");
+    const auto devices = parse_addresses(inv.args);
+    const auto name = inv.options["name"].as<std::string>();
+    const auto host_dir = app::host_state_dir(inv.ctx);
+    std::filesystem::create_directories(host_dir);
+    host::acquire_locks(host_dir, name, ::getpid(), devices);
+    host::RealSysfsWriter writer;
+    try {
+        const auto result = host::bind_devices(inv.ctx.host_root, host_dir, name, devices, writer);
+        if (inv.json) inv.out << json(result).dump() << "\n";
+        for (const auto& a : result.bound) inv.err << "binding " << a.str() << " → vfio-pci … ok\n";
+        for (const auto& a : result.already_vfio) inv.err << "binding " << a.str() << " … already on vfio-pci\n";
+        inv.err << "`kvmgpu restore " << name << "` gives them back\n";
+        return ok;
+    } catch (const host::BindError&) {
+        host::release_locks(host_dir, name, devices);
+        throw;
+    }
+}
+
+void restore_options(po::options_description& desc) {
+    desc.add_options()("all", "restore every journal (every VM's devices)");
+}
+
+int restore_command(Invocation& inv) {
+    const bool all = inv.options.count("all") > 0;
+    if (all == (inv.args.size() == 1) || inv.args.size() > 1)
+        throw UsageError("usage: kvmgpu restore NAME | kvmgpu restore --all");
+    const auto host_dir = app::host_state_dir(inv.ctx);
+    const auto names = all ? host::list_journals(host_dir) : std::vector<std::string>{inv.args.front()};
+    host::RealSysfsWriter writer;
+    bool all_ok = true;
+    json reports = json::object();
+    for (const auto& name : names) {
+        app::VmDir dir(inv.ctx, name);
+        if (auto state = dir.exists() ? dir.read_state() : std::nullopt;
+            state && dir.liveness(*state) != app::Liveness::stale) {
+            inv.err << "kvmgpu: error: \"" << name << "\" is still running (QEMU pid " << state->qemu_pid
+                    << "); stop it first: kvmgpu stop " << name << "\n";
+            all_ok = false;
+            continue;
+        }
+        const auto journal = host::read_journal(host_dir, name);
+        std::vector<util::PciAddress> addresses;
+        if (journal)
+            for (const auto& e : journal->devices) addresses.push_back(e.address);
+        const auto report = host::restore_devices(inv.ctx.host_root, host_dir, name, writer);
+        for (const auto& o : report.devices) {
+            inv.err << "restoring " << o.address.str() << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
+            if (o.ok) host::release_locks(host_dir, name, {o.address});
+        }
+        if (report.devices.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
+        if (report.ok()) dir.remove();  // a left-over runtime directory goes with it
+        all_ok = all_ok && report.ok();
+        reports[name] = report;
+    }
+    if (inv.json) inv.out << reports.dump() << "\n";
+    return all_ok ? ok : failure;
+}
+
+}  // namespace kvmgpu::cli

@@ -1,0 +1,118 @@
+// `kvmgpu list` and `kvmgpu check` through the real binary, on temporary host roots.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "host_fixture.hpp"
+#include "kvmgpu_process.hpp"
+
+using namespace kvmgpu;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+testing::Output kvmgpu_on(const test::HostFixture& fx, std::vector<std::string> args) {
+    for (const char* g : {"--host-root", fx.root().c_str()}) args.push_back(g);
+    args.push_back("--runtime-dir");
+    args.push_back(fx.runtime().string());
+    return testing::kvmgpu_run(args, fx.root());
+}
+
+fs::path write_profile(const test::HostFixture& fx, const std::string& body) {
+    const auto file = fx.root() / "vm.toml";
+    std::ofstream(file) << "name = \"vm\"\n[machine]\nmemory = \"1G\"\n" << body;
+    return file;
+}
+
+}  // namespace
+
+TEST_CASE("list shows each IOMMU group with its devices, drivers and marks", "[cli][host]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    const auto text = kvmgpu_on(fx, {"list"});
+    INFO(text.err);
+    REQUIRE(text.status == 0);
+    CHECK(text.out.find("IOMMU group 1\n") != std::string::npos);
+    CHECK(text.out.find("0000:01:00.0  [0300] 10de:") != std::string::npos);
+    CHECK(text.out.find("driver: nouveau  [GPU]") != std::string::npos);
+    CHECK(text.out.find("0000:00:01.0") != std::string::npos);
+    CHECK(text.out.find("[bridge]") != std::string::npos);
+
+    const auto j = kvmgpu_on(fx, {"list", "--json"});
+    REQUIRE(j.status == 0);
+    const auto parsed = json::parse(j.out);
+    CHECK(parsed["iommu"] == true);
+    REQUIRE(parsed["groups"].size() == 1);
+    CHECK(parsed["groups"][0]["devices"].size() == 3);
+}
+
+TEST_CASE("list says how to turn the IOMMU on when it is off, exit 1", "[cli][host]") {
+    test::HostFixture fx;
+    fx.set_iommu(false);
+    const auto r = kvmgpu_on(fx, {"list"});
+    CHECK(r.status == 1);
+    CHECK(r.err.find("intel_iommu=on") != std::string::npos);
+    CHECK(r.err.find("amd_iommu=on") != std::string::npos);
+}
+
+TEST_CASE("check: ready, not ready, and bad profile give exit 0, 1 and 2", "[cli][host]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    SECTION("both functions of the card: ready") {
+        const auto r = kvmgpu_on(fx, {"check", write_profile(fx, "[[pci]]\naddress = \"01:00.0\"\n[[pci]]\naddress = \"01:00.1\"\n").string()});
+        INFO(r.out << r.err);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("ready: 0 errors") != std::string::npos);
+    }
+    SECTION("only the GPU: its audio function is added and said so") {
+        const auto r = kvmgpu_on(fx, {"check", write_profile(fx, "[[pci]]\naddress = \"01:00.0\"\n").string()});
+        INFO(r.out << r.err);
+        CHECK(r.status == 0);
+        CHECK(r.out.find("kvmgpu will also pass: 0000:01:00.1") != std::string::npos);
+    }
+    SECTION("an extra device in the group: not ready, naming it") {
+        test::DeviceSpec usb;
+        usb.address = "0000:01:00.2";
+        usb.class_code = 0x0c0330;
+        usb.driver = "xhci_hcd";
+        usb.group = 1;
+        usb.vendor = 0x1b21;
+        usb.device = 0x1242;
+        fx.add_device(usb);
+        const auto r = kvmgpu_on(fx, {"check", "--json", write_profile(fx, "[[pci]]\naddress = \"02:00.0\"\n").string()});
+        INFO(r.out << r.err);
+        CHECK(r.status == 1);
+        CHECK(json::parse(r.out)["ready"] == false);
+    }
+    SECTION("a profile with mistakes: exit 2 and nothing read from the host") {
+        const auto r = kvmgpu_on(fx, {"check", write_profile(fx, "[cpu]\nhide_kmv = true\n").string()});
+        CHECK(r.status == 2);
+        CHECK(r.err.find("did you mean \"hide_kvm\"") != std::string::npos);
+    }
+}
+
+TEST_CASE("a dry run renders what the host check decides: added functions and the MMIO window", "[cli][host]") {
+    test::HostFixture fx;
+    test::DeviceSpec gpu;
+    gpu.address = "0000:03:00.0";
+    gpu.vendor = 0x10de;
+    gpu.device = 0x2684;
+    gpu.class_code = 0x030000;
+    gpu.driver = "nvidia";
+    gpu.group = 5;
+    gpu.bars = {test::mem64_bar(1, 0x4000000000, 32ull << 30)};  // a 32 GiB resizable BAR
+    fx.add_device(gpu);
+    test::DeviceSpec audio;
+    audio.address = "0000:03:00.1";
+    audio.class_code = 0x040300;
+    audio.driver = "snd_hda_intel";
+    audio.group = 5;
+    fx.add_device(audio);
+    const auto r = kvmgpu_on(fx, {"run", "--dry-run", "--json", write_profile(fx, "[[pci]]\naddress = \"03:00.0\"\n").string()});
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+    const auto argv = json::parse(r.out)["argv"];
+    CHECK(std::find(argv.begin(), argv.end(), "name=opt/ovmf/X-PciMmio64Mb,string=65536") != argv.end());
+    CHECK(std::find(argv.begin(), argv.end(), "vfio-pci,host=0000:03:00.1,id=kvmgpu-hostpci1,bus=kvmgpu-rp0,addr=0x0.1") != argv.end());
+}

@@ -1,0 +1,162 @@
+// The commands that act on a running VM by name: ps, status, pause, resume, reset, stop, qmp, events.
+#include <chrono>
+#include <iomanip>
+#include <ostream>
+
+#include "app/control.hpp"
+#include "app/control_client.hpp"
+#include "cli/command.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::cli {
+namespace {
+
+using nlohmann::json;
+constexpr std::chrono::milliseconds kTimeout{10'000};
+
+const std::string& one_name(const Invocation& inv, const char* usage) {
+    if (inv.args.size() != 1) throw UsageError(std::string("usage: kvmgpu ") + usage);
+    return inv.args.front();
+}
+
+// A reply from QEMU: printed; exit 0 for {"return": ...}, 1 for {"error": ...}.
+int print_reply(Invocation& inv, const json& reply, const std::string& done) {
+    if (reply.contains("error")) {
+        if (inv.json) inv.out << reply.dump() << "\n";
+        inv.err << "kvmgpu: error: QEMU refused: " << reply["error"].value("desc", reply.dump()) << "\n";
+        return failure;
+    }
+    if (inv.json) inv.out << reply.dump() << "\n";
+    else if (!done.empty()) inv.out << done << "\n";
+    return ok;
+}
+
+int simple_qmp(Invocation& inv, const char* usage, const char* command, const char* done) {
+    const auto& name = one_name(inv, usage);
+    const json request = {{"execute", command}};
+    auto reply = app::try_supervisor(inv.ctx, name, request, kTimeout);
+    if (!reply) reply = app::vm_qmp(app::find_vm(inv.ctx, name), request, kTimeout);
+    return print_reply(inv, *reply, std::string(done) + ": " + name);
+}
+
+}  // namespace
+
+void stop_options(po::options_description& desc) {
+    desc.add_options()
+        ("timeout", po::value<unsigned>()->default_value(60)->value_name("S"),
+         "seconds the guest gets to power off after the ACPI power button, before QEMU quits")
+        ("force", "skip the power button: quit QEMU at once");
+}
+
+int pause_command(Invocation& inv) { return simple_qmp(inv, "pause NAME", "stop", "paused"); }
+int resume_command(Invocation& inv) { return simple_qmp(inv, "resume NAME", "cont", "resumed"); }
+int reset_command(Invocation& inv) { return simple_qmp(inv, "reset NAME", "system_reset", "reset"); }
+
+int status_command(Invocation& inv) {
+    const auto& name = one_name(inv, "status NAME");
+    json status;
+    if (auto reply = app::try_supervisor(inv.ctx, name, {{"kvmgpu", "status"}}, kTimeout); reply && reply->contains("return"))
+        status = (*reply)["return"];
+    else
+        status = app::vm_status(app::find_vm(inv.ctx, name), kTimeout);
+    if (inv.json) {
+        inv.out << status.dump() << "\n";
+        return ok;
+    }
+    inv.out << name << ": " << status.value("status", "unknown") << " (QEMU pid " << status.value("qemu_pid", 0);
+    if (status.value("supervised", false)) inv.out << ", supervisor pid " << status.value("supervisor_pid", 0);
+    else inv.out << ", unsupervised";
+    inv.out << ")";
+    for (const auto& d : status.value("devices", std::vector<std::string>{})) inv.out << " " << d;
+    inv.out << "\n";
+    return ok;
+}
+
+int stop_command(Invocation& inv) {
+    const auto& name = one_name(inv, "stop NAME [--timeout S] [--force]");
+    const auto vm = app::find_vm(inv.ctx, name);
+    const auto result = app::vm_stop(inv.ctx, vm, std::chrono::seconds(inv.options["timeout"].as<unsigned>()),
+                                     inv.options.count("force") > 0);
+    if (inv.json) {
+        inv.out << result.dump() << "\n";
+    } else {
+        inv.out << "stopped: " << name << " (" << result.value("reason", "") ;
+        if (result.contains("detail")) inv.out << ": " << result["detail"].get<std::string>();
+        inv.out << ")\n";
+        if (result.contains("hint")) inv.err << "kvmgpu: warning: " << result["hint"].get<std::string>() << "\n";
+    }
+    return result.value("exit_code", 0) == 0 ? ok : failure;
+}
+
+int qmp_command(Invocation& inv) {
+    if (inv.args.size() != 2) throw UsageError("usage: kvmgpu qmp NAME '{\"execute\": \"query-status\"}'");
+    json request;
+    try {
+        request = json::parse(inv.args[1]);
+    } catch (const json::parse_error& e) {
+        throw UsageError("the QMP command " + util::quoted(inv.args[1]) + " is not JSON (" + e.what() +
+                         "); write e.g. '{\"execute\": \"query-status\"}'");
+    }
+    if (!request.is_object() || !request.contains("execute") || !request["execute"].is_string())
+        throw UsageError("a QMP command is an object with \"execute\": e.g. '{\"execute\": \"query-pci\"}'");
+    auto reply = app::try_supervisor(inv.ctx, inv.args[0], request, kTimeout);
+    if (!reply) reply = app::vm_qmp(app::find_vm(inv.ctx, inv.args[0]), request, kTimeout);
+    inv.out << reply->dump(inv.json ? -1 : 2) << "\n";
+    return reply->contains("error") ? failure : ok;
+}
+
+int events_command(Invocation& inv) {
+    const auto& name = one_name(inv, "events NAME");
+    const auto vm = app::find_vm(inv.ctx, name);
+    if (vm.liveness != app::Liveness::supervised)
+        throw app::NotRunning("\"" + name + "\" has no supervisor to stream events from");
+    auto client = app::ControlClient::connect(vm.dir.control_socket());
+    if (!client) throw app::NotRunning("the supervisor of \"" + name + "\" is not answering");
+    const auto first = client->request({{"kvmgpu", "events"}}, std::chrono::steady_clock::now() + kTimeout);
+    if (first.contains("error")) throw std::runtime_error(first["error"].value("desc", "events failed"));
+    while (auto event = client->next(std::nullopt)) {
+        if (inv.json) inv.out << event->dump() << std::endl;
+        else inv.out << event->value("event", "") << " " << (*event)["data"].dump() << std::endl;
+    }
+    return ok;
+}
+
+int ps_command(Invocation& inv) {
+    if (!inv.args.empty()) throw UsageError("usage: kvmgpu ps");
+    json rows = json::array();
+    for (const auto& dir : app::list_vm_dirs(inv.ctx)) {
+        try {
+            const auto vm = app::find_vm(inv.ctx, dir.name());
+            json row = {{"name", vm.state.name},
+                        {"qemu_pid", vm.state.qemu_pid},
+                        {"supervisor_pid", vm.state.supervisor_pid},
+                        {"liveness", app::liveness_name(vm.liveness)},
+                        {"devices", vm.state.devices},
+                        {"profile", vm.state.profile}};
+            try {
+                row["status"] = app::vm_status(vm, std::chrono::milliseconds(2000)).value("status", "unknown");
+            } catch (const std::exception&) {
+                row["status"] = "unknown";
+            }
+            rows.push_back(row);
+        } catch (const app::NotRunning&) {
+            // gone: find_vm cleaned what was left, or it waits for `kvmgpu restore`
+        }
+    }
+    if (inv.json) {
+        inv.out << rows.dump() << "\n";
+        return ok;
+    }
+    inv.out << std::left << std::setw(20) << "NAME" << std::setw(10) << "STATUS" << std::setw(14) << "SUPERVISION"
+            << std::setw(9) << "QEMU" << "DEVICES\n";
+    for (const auto& r : rows) {
+        std::string devices;
+        for (const auto& d : r["devices"]) devices += (devices.empty() ? "" : ",") + d.get<std::string>();
+        inv.out << std::left << std::setw(20) << r["name"].get<std::string>() << std::setw(10)
+                << r["status"].get<std::string>() << std::setw(14) << r["liveness"].get<std::string>()
+                << std::setw(9) << r["qemu_pid"].get<int>() << (devices.empty() ? "-" : devices) << "\n";
+    }
+    return ok;
+}
+
+}  // namespace kvmgpu::cli
