@@ -28,33 +28,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
 #include "util/fd.hpp"
 
 namespace kvmgpu::testing {
 
 // A fresh directory under /tmp, removed with its contents on destruction. Short, because a unix
 // socket path must fit in 107 bytes.
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = "/tmp/kvmgpu-qmp-XXXXXX";
-        if (::mkdtemp(pattern.data()) == nullptr) {
-            throw std::system_error(errno, std::generic_category(), "mkdtemp failed");
-        }
-        path_ = pattern;
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path_, ignored);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
-
 class FakeQmpConnection {
 public:
     static constexpr std::chrono::seconds kStepTimeout{10};

@@ -17,25 +17,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "temp_dir.hpp"
+
 namespace kvmgpu::testing {
 
 using Clock = std::chrono::steady_clock;
 
-// A temporary directory removed with everything in it.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "kvmgpu-t-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
+// In a forked child: becomes kvmgpu with `args` (no shell), or exits 127.
+[[noreturn]] inline void exec_kvmgpu(const std::vector<std::string>& args) {
+    std::vector<char*> argv{const_cast<char*>(KVMGPU_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(KVMGPU_BINARY, argv.data());
+    ::_exit(127);
+}
 
 struct Output {
     int status = -1;  // exit code, or 128 + signal
@@ -51,11 +46,7 @@ inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesy
         int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         ::dup2(o, 1);
         ::dup2(e, 2);
-        std::vector<char*> argv{const_cast<char*>(KVMGPU_BINARY)};
-        for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-        argv.push_back(nullptr);
-        ::execv(KVMGPU_BINARY, argv.data());
-        ::_exit(127);
+        exec_kvmgpu(args);
     }
     int raw = 0;
     ::waitpid(pid, &raw, 0);
@@ -88,11 +79,7 @@ public:
             ::dup2(fds[1], 1);
             int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
             ::dup2(e, 2);
-            std::vector<char*> argv{const_cast<char*>(KVMGPU_BINARY)};
-            for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-            argv.push_back(nullptr);
-            ::execv(KVMGPU_BINARY, argv.data());
-            ::_exit(127);
+            exec_kvmgpu(args);
         }
         ::close(fds[1]);
         out_ = fds[0];

@@ -27,9 +27,9 @@ const fs::path source_dir = KVMGPU_SOURCE_DIR;
 // the host check only warns, since these profiles use TCG).
 struct World {
     TempDir dir;
-    fs::path runtime = dir.path / "run";
-    fs::path state = dir.path / "state";
-    fs::path host = dir.path / "host";
+    fs::path runtime = dir.path() / "run";
+    fs::path state = dir.path() / "state";
+    fs::path host = dir.path() / "host";
     World() { fs::create_directories(host); }
 
     std::vector<std::string> globals() const {
@@ -39,11 +39,11 @@ struct World {
         for (auto& g : globals()) a.push_back(g);
         return a;
     }
-    Output cli(std::vector<std::string> a) const { return kvmgpu_run(args(std::move(a)), dir.path); }
+    Output cli(std::vector<std::string> a) const { return kvmgpu_run(args(std::move(a)), dir.path()); }
 
     // A demo-like profile with extra TOML appended.
     fs::path profile(const std::string& name, const std::string& extra = "") const {
-        const auto file = dir.path / (name + ".toml");
+        const auto file = dir.path() / (name + ".toml");
         std::ofstream(file) << "name = \"" << name << "\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
                             << "[cpu]\ncores = 1\n[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n"
                             << extra;
@@ -52,10 +52,10 @@ struct World {
     std::unique_ptr<Supervisor> run(const fs::path& profile, std::vector<std::string> extra = {}) const {
         std::vector<std::string> a{"run", "--json", profile.string(), "--stop-timeout", "2"};
         a.insert(a.end(), extra.begin(), extra.end());
-        return std::make_unique<Supervisor>(args(a), dir.path / "supervisor.err");
+        return std::make_unique<Supervisor>(args(a), dir.path() / "supervisor.err");
     }
     std::string supervisor_err() const {
-        std::ifstream in(dir.path / "supervisor.err");
+        std::ifstream in(dir.path() / "supervisor.err");
         return {std::istreambuf_iterator<char>(in), {}};
     }
 };
@@ -234,7 +234,7 @@ TEST_CASE("failures before the VM runs are clear and leave nothing behind", "[ru
     }
     SECTION("a QMP socket that never appears") {
         // A stand-in "QEMU" that runs but never opens its socket.
-        const auto fake = w.dir.path / "fake-qemu";
+        const auto fake = w.dir.path() / "fake-qemu";
         std::ofstream(fake) << "#!/bin/sh\nexec sleep 30\n";
         fs::permissions(fake, fs::perms::owner_all);
         const auto r = w.cli({"run", "--qmp-timeout", "1", w.profile("bad3", "[qemu]\nbinary = \"" + fake.string() + "\"\n").string()});
@@ -270,7 +270,7 @@ TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardwa
     World w;
     // Disks of every bus and medium, OVMF with Secure Boot, Hyper-V, VNC with a websocket on
     // loopback, a USB host device that is not plugged in, Looking Glass shared memory, a TPM.
-    const auto img = w.dir.path / "images";
+    const auto img = w.dir.path() / "images";
     fs::create_directories(img);
     for (const char* f : {"a.raw", "b,with,commas.raw", "c.iso", "d.raw", "e.iso"}) {
         std::ofstream(img / f).close();
@@ -280,7 +280,7 @@ TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardwa
     fs::create_directories(w.host / "usr/share");
     fs::create_directory_symlink("/usr/share/OVMF", w.host / "usr/share/OVMF");
     const unsigned port = 5900 + 50 + static_cast<unsigned>(::getpid() % 40);  // loopback only
-    const auto profile = w.dir.path / "full.toml";
+    const auto profile = w.dir.path() / "full.toml";
     std::ofstream(profile) << "name = \"full\"\n"
         "[machine]\naccel = \"tcg\"\nmemory = \"256M\"\nrtc = \"localtime\"\n"
         "[cpu]\ncores = 2\nhide_kvm = true\nhv_vendor_id = \"KVMGPUVENDOR\"\nhyperv = true\n"
@@ -293,7 +293,7 @@ TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardwa
         "[network]\nmode = \"user\"\nmodel = \"e1000e\"\n"
         "[[usb]]\nvendor = 0x046d\nproduct = 0xc52b\n"
         "[display]\ntype = \"vnc\"\nlisten = \"127.0.0.1\"\nport = " << port << "\nwebsocket = " << port + 100 << "\n"
-        "[looking_glass]\npath = \"" << (w.dir.path / "lg-shm").string() << "\"\nresolution = \"1280x720\"\n"
+        "[looking_glass]\npath = \"" << (w.dir.path() / "lg-shm").string() << "\"\nresolution = \"1280x720\"\n"
         "[tpm]\nenabled = true\n";
     auto sup = w.run(profile);
     json running;
@@ -335,7 +335,7 @@ TEST_CASE("vCPU and emulator threads are pinned from query-cpus-fast before the 
     // The host check wants the pinned CPUs online; this host root says CPUs 0 and 1 are.
     fs::create_directories(w.host / "sys/devices/system/cpu");
     std::ofstream(w.host / "sys/devices/system/cpu/online") << "0-1\n";
-    const auto file = w.dir.path / "pinned.toml";
+    const auto file = w.dir.path() / "pinned.toml";
     std::ofstream(file) << "name = \"pinned\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
                            "[cpu]\ncores = 1\npin = [1]\nemulator_pin = [0]\n"
                            "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n";

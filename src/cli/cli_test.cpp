@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "cli/cli.hpp"
+#include "temp_dir.hpp"
 #include "util/text.hpp"
 
 using namespace kvmgpu;
@@ -38,21 +39,12 @@ Result invoke(std::vector<std::string> args, std::map<std::string, std::string> 
     return {code, out.str(), err.str()};
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string tmpl = (fs::temp_directory_path() / "kvmgpu-cli-XXXXXX").string();
-        path = ::mkdtemp(tmpl.data());
-    }
-    ~TempDir() {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    fs::path write(const std::string& name, const std::string& text) const {
-        std::ofstream(path / name) << text;
-        return path / name;
-    }
-};
+using testing::TempDir;
+
+fs::path write_file(const TempDir& dir, const std::string& name, const std::string& text) {
+    std::ofstream(dir.path() / name) << text;
+    return dir.path() / name;
+}
 
 std::string demo() { return (source_dir / "profiles" / "demo.toml").string(); }
 
@@ -95,7 +87,7 @@ TEST_CASE("every example profile dry-runs with --json, absent devices being warn
     for (const char* name : {"demo", "windows-gaming-nvidia", "linux-workstation-novnc"}) {
         INFO(name);
         const auto file = (source_dir / "profiles" / (std::string(name) + ".toml")).string();
-        const auto r = invoke({"run", "--dry-run", "--json", file, "--host-root", host.path.string()});
+        const auto r = invoke({"run", "--dry-run", "--json", file, "--host-root", host.path().string()});
         REQUIRE(r.code == 0);
         const auto j = nlohmann::json::parse(r.out);
         CHECK(j["argv"].size() > 20);
@@ -109,20 +101,20 @@ TEST_CASE("every example profile dry-runs with --json, absent devices being warn
 
 TEST_CASE("a dry run writes nothing", "[cli]") {
     TempDir dir;
-    const auto runtime = dir.path / "runtime";
-    const auto state = dir.path / "state";
+    const auto runtime = dir.path() / "runtime";
+    const auto state = dir.path() / "state";
     const auto r = invoke({"run", "-n", (source_dir / "profiles" / "windows-gaming-nvidia.toml").string(),
                         "--runtime-dir", runtime.string(), "--state-dir", state.string(),
-                        "--host-root", dir.path.string()});
+                        "--host-root", dir.path().string()});
     CHECK(r.code == 0);
     CHECK_FALSE(fs::exists(runtime));
     CHECK_FALSE(fs::exists(state));
-    CHECK(fs::is_empty(dir.path));
+    CHECK(fs::is_empty(dir.path()));
 }
 
 TEST_CASE("a bad profile lists every problem with file:line:col and exits 2", "[cli]") {
     TempDir dir;
-    const auto file = dir.write("bad.toml", "[machine]\nmemory = \"16Q\"\n[cpu]\nhide_kmv = true\n");
+    const auto file = write_file(dir, "bad.toml", "[machine]\nmemory = \"16Q\"\n[cpu]\nhide_kmv = true\n");
     const auto r = invoke({"run", "--dry-run", file.string()});
     CHECK(r.code == 2);
     CHECK(r.out.empty());
@@ -189,6 +181,6 @@ TEST_CASE("the installed binary gives the same exit codes as the library", "[cli
     CHECK(status("run --dry-run " + util::shell_quote(demo())) == 0);
     CHECK(status("run --dry-run /nonexistent.toml") == 2);
     TempDir runtime;
-    CHECK(status("pause demo --runtime-dir " + runtime.path.string()) == 1);  // no such VM
+    CHECK(status("pause demo --runtime-dir " + runtime.path().string()) == 1);  // no such VM
     CHECK(status("--version") == 0);
 }

@@ -83,16 +83,6 @@ T read_hex_or(const fs::path& file, T fallback) {
     return fallback;
 }
 
-std::optional<unsigned> parse_unsigned(std::string_view text) {
-    if (text.empty() || text.size() > 9) return std::nullopt;
-    unsigned value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9') return std::nullopt;
-        value = value * 10 + static_cast<unsigned>(c - '0');
-    }
-    return value;
-}
-
 std::optional<std::uint64_t> read_u64(const fs::path& file) {
     auto text = read_attr(file);
     if (!text || text->empty() || text->size() > 19) return std::nullopt;
@@ -126,7 +116,7 @@ PciDeviceInfo read_device(const fs::path& dir, const util::PciAddress& address, 
     d.driver = link_basename(dir / "driver").value_or("");
     if (auto text = read_attr(dir / "driver_override"); text && *text != "(null)" && !text->empty())
         d.driver_override = *text;
-    if (auto group = link_basename(dir / "iommu_group")) d.iommu_group = parse_unsigned(*group);
+    if (auto group = link_basename(dir / "iommu_group")) d.iommu_group = parse_dec(*group);
     d.boot_vga = read_attr(dir / "boot_vga").value_or("0") == "1";
     d.reset_method = read_attr(dir / "reset_method");
     if (auto text = read_attr(dir / "numa_node")) {
@@ -146,7 +136,7 @@ PciDeviceInfo read_device(const fs::path& dir, const util::PciAddress& address, 
 // "hugepages-2048kB" -> 2 MiB in bytes.
 std::optional<std::uint64_t> pool_page_size(const std::string& name) {
     if (!name.starts_with("hugepages-") || !name.ends_with("kB")) return std::nullopt;
-    auto kb = parse_unsigned(std::string_view(name).substr(10, name.size() - 12));
+    auto kb = parse_dec(std::string_view(name).substr(10, name.size() - 12));
     if (!kb) return std::nullopt;
     return std::uint64_t{*kb} * 1024;
 }
@@ -182,7 +172,7 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
               [](const auto& a, const auto& b) { return a.address < b.address; });
 
     for (const auto& entry : list_dir(under(root, "sys/kernel/iommu_groups"))) {
-        auto id = parse_unsigned(entry.path().filename().string());
+        auto id = parse_dec(entry.path().filename().string());
         if (!id) continue;
         IommuGroup group{*id, {}};
         for (const auto& member : list_dir(entry.path() / "devices"))
@@ -226,7 +216,7 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
     for (const auto& entry : list_dir(under(root, "sys/devices/system/node"))) {
         const std::string name = entry.path().filename().string();
         if (!name.starts_with("node")) continue;
-        if (auto node = parse_unsigned(std::string_view(name).substr(4)))
+        if (auto node = parse_dec(std::string_view(name).substr(4)))
             read_pools(entry.path() / "hugepages", *node, host.hugepages);
     }
 
@@ -247,7 +237,7 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
         while (std::getline(lines, line)) {
             const auto space = line.find(' ');
             if (space == std::string::npos) continue;
-            auto index = parse_unsigned(std::string_view(line).substr(0, space));
+            auto index = parse_dec(std::string_view(line).substr(0, space));
             if (!index) continue;
             Framebuffer fb{*index, line.substr(space + 1), std::nullopt};
             // fbN/device links to the PCI function for drivers of real GPUs; efifb and

@@ -57,8 +57,6 @@ std::optional<std::uint64_t> parse_hex(std::string_view text) {
     return value;
 }
 
-namespace {
-
 std::optional<unsigned> parse_dec(std::string_view text) {
     if (text.empty() || text.size() > 9) return std::nullopt;
     unsigned value = 0;
@@ -68,8 +66,6 @@ std::optional<unsigned> parse_dec(std::string_view text) {
     }
     return value;
 }
-
-}  // namespace
 
 std::optional<std::vector<unsigned>> parse_cpu_list(std::string_view text) {
     std::set<unsigned> cpus;

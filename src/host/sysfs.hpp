@@ -28,6 +28,8 @@ std::optional<std::string> link_basename(const std::filesystem::path& link);
 
 // "0x10de" or "10de" as hex; nullopt on anything else.
 std::optional<std::uint64_t> parse_hex(std::string_view text);
+// A decimal number of at most 9 digits (ids, counts, CPU numbers in sysfs); nullopt otherwise.
+std::optional<unsigned> parse_dec(std::string_view text);
 
 // The kernel's CPU list format ("0-3,8,10-11", as in cpu/online and thread_siblings_list):
 // sorted, without duplicates. Nullopt on malformed text. An empty string is an empty list.

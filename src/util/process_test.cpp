@@ -12,6 +12,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "temp_dir.hpp"
+
 using kvmgpu::util::ChildProcess;
 using kvmgpu::util::describe_wait_status;
 using kvmgpu::util::exited_successfully;
@@ -22,22 +24,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "kvmgpu-process-XXXXXX").string();
-        if (::mkdtemp(tmpl.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    const std::filesystem::path& path() const { return path_; }
-
-private:
-    std::filesystem::path path_;
-};
+using kvmgpu::testing::TempDir;
 
 std::string read_file(const std::filesystem::path& path) {
     std::ifstream in(path, std::ios::binary);
