@@ -19,7 +19,7 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
     // be looked at on a machine without its GPU.
     const auto model = host::scan_host(ctx.host_root);
     host::CheckOptions options;
-    options.locks = host::read_locks(host_state_dir(ctx));
+    options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
     const auto checked = host::check(p, model, options);
     for (const auto& f : checked.findings) {
         if (f.severity == host::Severity::ok) continue;

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <ctime>
+#include <set>
 #include <thread>
 #include <filesystem>
 
@@ -71,6 +72,18 @@ std::string original_driver(const host::HostModel& model, const util::PciAddress
 
 fs::path host_state_dir(const Context& ctx) { return ctx.runtime_dir / ".host"; }
 
+host::PidAlive lock_liveness(const Context& ctx) {
+    std::set<pid_t> holding;  // supervisors whose QEMU outlived them
+    for (const auto& dir : list_vm_dirs(ctx)) {
+        try {
+            if (auto state = dir.read_state(); state && dir.liveness(*state) == Liveness::unsupervised)
+                holding.insert(state->supervisor_pid);
+        } catch (const std::exception&) {
+        }
+    }
+    return [holding](pid_t pid) { return host::pid_alive(pid) || holding.count(pid) > 0; };
+}
+
 int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& options, const Report& report) {
     // Until the supervisor's loop handles them, Ctrl-C and SIGTERM wait: a launcher killed
     // halfway through binding would strand devices.
@@ -86,7 +99,8 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
         const auto model = host::scan_host(ctx.host_root, {.names = false});
         host::CheckOptions check_options;
-        check_options.locks = host::read_locks(host_dir);
+        const auto alive = lock_liveness(ctx);
+        check_options.locks = host::read_locks(host_dir, alive);
         const auto checked = host::check(p, model, check_options);
         for (const auto& f : checked.findings) {
             if (f.severity == host::Severity::ok) continue;
@@ -116,7 +130,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         if (!devices.empty()) {
             fs::create_directories(host_dir);
             try {
-                host::acquire_locks(host_dir, p.name, ::getpid(), devices);
+                host::acquire_locks(host_dir, p.name, ::getpid(), devices, alive);
             } catch (const std::exception& e) {
                 fail(report, "reserve", "reserving the devices", e.what());
             }

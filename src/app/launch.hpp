@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "app/context.hpp"
+#include "host/lock.hpp"
 #include "host/sysfs.hpp"
 #include "app/supervisor.hpp"
 #include "profile/profile.hpp"
@@ -27,5 +28,10 @@ int launch(const profile::Profile& profile, const Context& ctx, const LaunchOpti
 
 // Where kvmgpu's host bookkeeping (restore journals, device locks) lives: RUNTIME/.host.
 std::filesystem::path host_state_dir(const Context& ctx);
+
+// Whether the owner of a device lock still holds the device. A lock records the pid of the
+// `kvmgpu run` that took it; when that process was killed (-9) but its QEMU still runs, the
+// devices are still in use, so the lock counts as live for as long as that QEMU lives.
+host::PidAlive lock_liveness(const Context& ctx);
 
 }  // namespace kvmgpu::app

@@ -2,12 +2,18 @@
 // as Linux does) with the real QEMU: what was bound is given back whatever ends the launch.
 #include <catch2/catch.hpp>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <fstream>
 
 #include "app/launch.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
 #include "host_fixture.hpp"
+#include "temp_dir.hpp"
+#include "app/vm_dir.hpp"
+#include "util/proc.hpp"
 #include "profile/loader.hpp"
 #include "profile/validate.hpp"
 
@@ -129,4 +135,29 @@ TEST_CASE("a bind failing on the second device leaves the first where it was", "
     INFO(test::snapshot_diff(before, l.fx.snapshot()));
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
     CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+}
+
+TEST_CASE("a lock whose launcher was killed still holds while its QEMU runs", "[app]") {
+    testing::TempDir dir;
+    app::Context ctx;
+    ctx.runtime_dir = dir.path();
+    // A child that exits at once stands for the killed launcher; this test process for QEMU.
+    const pid_t launcher = ::fork();
+    if (launcher == 0) ::_exit(0);
+    int status = 0;
+    ::waitpid(launcher, &status, 0);
+    app::VmDir vm(ctx, "win11");
+    vm.create();
+    app::VmState state;
+    state.name = "win11";
+    state.supervisor_pid = launcher;
+    state.qemu_pid = ::getpid();
+    state.qemu_start = util::process_start_time(::getpid()).value();
+    vm.write_state(state);
+    const auto alive = app::lock_liveness(ctx);
+    CHECK(alive(launcher));        // its QEMU still holds the devices
+    CHECK(alive(::getpid()));      // a live process is alive anyway
+    state.qemu_start += 1;         // a different process under QEMU's pid: the VM is gone
+    vm.write_state(state);
+    CHECK_FALSE(app::lock_liveness(ctx)(launcher));
 }

@@ -78,6 +78,8 @@ TEST_CASE("run, pause, resume and stop a real QEMU from other processes", "[runt
     CHECK(util::process_alive(qemu));
     CHECK(fs::exists(w.runtime / "vm1" / "control.sock"));
     CHECK((fs::status(w.runtime / "vm1").permissions() & fs::perms::all) == fs::perms::owner_all);
+    CHECK((fs::status(w.runtime / "vm1" / "control.sock").permissions() & fs::perms::all) ==
+          (fs::perms::owner_read | fs::perms::owner_write));
 
     auto s = status_of(w, "vm1");
     CHECK(s["status"] == "running");
@@ -90,6 +92,11 @@ TEST_CASE("run, pause, resume and stop a real QEMU from other processes", "[runt
     REQUIRE(w.cli({"resume", "vm1"}).status == 0);
     sup->wait_event("resumed");
     CHECK(status_of(w, "vm1")["status"] == "running");
+
+    // A hard reset keeps the VM (and QEMU) running.
+    REQUIRE(w.cli({"reset", "vm1"}).status == 0);
+    CHECK(status_of(w, "vm1")["status"] == "running");
+    CHECK(util::process_alive(qemu));
 
     const auto ps = w.cli({"ps", "--json"});
     REQUIRE(ps.status == 0);

@@ -99,7 +99,7 @@ int check_command(Invocation& inv) {
     }
     const auto model = host::scan_host(inv.ctx.host_root);
     host::CheckOptions options;
-    options.locks = host::read_locks(app::host_state_dir(inv.ctx));
+    options.locks = host::read_locks(app::host_state_dir(inv.ctx), app::lock_liveness(inv.ctx));
     const auto result = host::check(loaded.profile, model, options);
     if (inv.json) {
         json j = result;
@@ -137,10 +137,13 @@ int bind_command(Invocation& inv) {
     const auto name = inv.options["name"].as<std::string>();
     const auto host_dir = app::host_state_dir(inv.ctx);
     std::filesystem::create_directories(host_dir);
-    host::acquire_locks(host_dir, name, ::getpid(), devices);
+    // The locks only refuse devices a running VM holds: this process ends at once, so they are
+    // released again after the bind (the journal keeps what `restore` needs).
+    host::acquire_locks(host_dir, name, ::getpid(), devices, app::lock_liveness(inv.ctx));
     host::RealSysfsWriter writer;
     try {
         const auto result = host::bind_devices(inv.ctx.host_root, host_dir, name, devices, writer);
+        host::release_locks(host_dir, name, devices);
         if (inv.json) inv.out << json(result).dump() << "\n";
         for (const auto& a : result.bound) inv.err << "binding " << a.str() << " → vfio-pci … ok\n";
         for (const auto& a : result.already_vfio) inv.err << "binding " << a.str() << " … already on vfio-pci\n";

@@ -370,7 +370,7 @@ TEST_CASE("restore keeps the entry of a device whose driver cannot be rebound", 
     CHECK(fx.driver_of("0000:01:00.0") == "nouveau");
 }
 
-TEST_CASE("a failed bind renders to JSON; results and reports too", "[host]") {
+TEST_CASE("a failed bind renders to JSON, and so do results and reports", "[host]") {
     HostFixture fx;
     test::add_gpu_with_audio(fx);
     SimulatedKernel kernel(fx);

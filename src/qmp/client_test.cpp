@@ -398,7 +398,7 @@ TEST_CASE("events are delivered in order to every subscriber", "[qmp]") {
     REQUIRE_NOTHROW(server.join());
 }
 
-TEST_CASE("an event handler may unsubscribe itself; a throwing handler ends the connection", "[qmp]") {
+TEST_CASE("an event handler may unsubscribe itself, and a throwing handler ends the connection", "[qmp]") {
     TempDir dir;
     const auto sock = dir.path() / "qmp.sock";
     FakeQmpServer server(sock, [](FakeQmpConnection& c) {
