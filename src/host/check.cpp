@@ -473,7 +473,7 @@ private:
                 check_file(p_.pci[i].rom, "pci[" + std::to_string(i) + "].rom", "rom-missing",
                            "Dump the card's ROM or fix the path.");
         for (std::size_t i = 0; i < p_.inputs.size(); ++i)
-            check_file(p_.inputs[i].evdev, "inputs[" + std::to_string(i) + "].evdev",
+            check_file(p_.inputs[i].evdev, "input[" + std::to_string(i) + "].evdev",
                        "evdev-missing",
                        "Pick a device from /dev/input/by-id/ (plugged in, ending in -event-kbd "
                        "or -event-mouse).");

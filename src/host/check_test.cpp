@@ -352,7 +352,7 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
              const Finding* fw = r.find("firmware-missing");
              CHECK(fw->what.find("firmware.code names \"/opt/ovmf/CODE.fd\", which does not exist") == 0);
              CHECK(r.find("rom-missing")->what.find("pci[0].rom names \"/var/lib/kvmgpu/gpu.rom\"") == 0);
-             CHECK(r.find("evdev-missing")->what.find("inputs[0].evdev names") == 0);
+             CHECK(r.find("evdev-missing")->what.find("input[0].evdev names") == 0);
          }},
     };
 
