@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <ctime>
 #include <set>
 #include <thread>
@@ -92,6 +93,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     host::SysfsWriter& writer = options.writer ? *options.writer : real_writer;
     const auto host_dir = host_state_dir(ctx);
     VmDir dir(ctx, p.name);
+    std::vector<util::PciAddress> not_restored;  // filled by the restore undo
     // Declared after what its undos use, so that it runs before they are destroyed.
     util::Revert revert;
     try {
@@ -134,11 +136,20 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             } catch (const std::exception& e) {
                 fail(report, "reserve", "reserving the devices", e.what());
             }
-            revert.add([&, devices] { host::release_locks(host_dir, p.name, devices); });
+            // A device that could not be restored keeps its journal entry and its lock, so that no
+            // other VM takes it and `kvmgpu restore` can finish the job.
+            revert.add([&, devices] {
+                std::vector<util::PciAddress> release;
+                for (const auto& d : devices)
+                    if (!std::count(not_restored.begin(), not_restored.end(), d)) release.push_back(d);
+                host::release_locks(host_dir, p.name, release);
+            });
             revert.add([&] {
                 const auto restored = host::restore_devices(ctx.host_root, host_dir, p.name, writer);
-                for (const auto& o : restored.devices)
+                for (const auto& o : restored.devices) {
                     step(report, "restore", "restoring " + o.address.str(), {{"ok", o.ok}, {"detail", o.message}});
+                    if (!o.ok) not_restored.push_back(o.address);
+                }
             });
             try {
                 const auto bound = host::bind_devices(ctx.host_root, host_dir, p.name, devices, writer);
@@ -237,13 +248,21 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             result = supervise(dir, qemu, state, sup, report, [&](const SupervisionResult& r) {
                 if (!r.ok()) report({{"event", "log"}, {"tail", dir.log_tail()}});
                 revert.run();  // devices back, locks released, runtime directory removed
-                json outcome = {{"devices_restored", device_names}};
+                json restored = json::array(), failed = json::array();
+                for (const auto& d : devices)
+                    (std::count(not_restored.begin(), not_restored.end(), d) ? failed : restored).push_back(d.str());
+                json outcome = {{"devices_restored", restored}};
+                if (!failed.empty()) {
+                    outcome["devices_not_restored"] = failed;
+                    outcome["hint"] = "some devices could not be given back (see above); fix the cause and run "
+                                      "`kvmgpu restore " + p.name + "`";
+                }
                 try {
                     run_hook(report, "poststop", p.hooks.poststop, facts.state_dir / "poststop.log");
                 } catch (const LaunchFailed&) {
                     outcome["poststop_failed"] = true;
                 }
-                outcome["exit_code"] = r.ok() ? 0 : 1;
+                outcome["exit_code"] = r.ok() && not_restored.empty() ? 0 : 1;
                 return outcome;
             });
         } catch (const std::exception& e) {
@@ -261,7 +280,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             }
             throw;
         }
-        return result.ok() ? 0 : 1;
+        return result.ok() && not_restored.empty() ? 0 : 1;
     } catch (const LaunchFailed&) {
         return 1;  // reported; `revert` undoes what was done
     }

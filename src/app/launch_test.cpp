@@ -161,3 +161,28 @@ TEST_CASE("a lock whose launcher was killed still holds while its QEMU runs", "[
     vm.write_state(state);
     CHECK_FALSE(app::lock_liveness(ctx)(launcher));
 }
+
+TEST_CASE("a device that cannot be given back is reported and keeps its journal and lock", "[app][qemu]") {
+    Launch l;
+    // The prestart hook runs after the bind: it unloads the audio driver, so that the audio
+    // function has no driver to go back to at the end.
+    const auto driver_dir = l.fx.root() / "sys/bus/pci/drivers/snd_hda_intel";
+    const auto profile = passthrough_profile(
+        l.fx.root(), "[hooks]\nprestart = [\"/bin/rm\", \"-rf\", \"" + driver_dir.string() + "\"]\n");
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    const auto& stopped = l.events.back();
+    REQUIRE(stopped["event"] == "stopped");
+    CHECK(stopped["devices_restored"] == json::array({"0000:01:00.0"}));
+    CHECK(stopped["devices_not_restored"] == json::array({"0000:01:00.1"}));
+    CHECK(stopped["hint"].get<std::string>().find("kvmgpu restore gpu") != std::string::npos);
+    CHECK(l.fx.driver_of("0000:01:00.0") == "nouveau");
+    const auto journal = host::read_journal(app::host_state_dir(l.ctx), "gpu");
+    REQUIRE(journal);
+    REQUIRE(journal->devices.size() == 1);
+    CHECK(journal->devices[0].address.str() == "0000:01:00.1");
+    const auto locks = host::read_locks(app::host_state_dir(l.ctx));
+    REQUIRE(locks.size() == 1);
+    CHECK(locks[0].address.str() == "0000:01:00.1");
+}

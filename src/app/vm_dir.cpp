@@ -126,7 +126,7 @@ std::string VmDir::log_tail(std::size_t lines) const {
         if (tail.size() > lines) tail.pop_front();
     }
     std::string out;
-    for (const auto& l : tail) out += "  | " + l + "\n";
+    for (const auto& l : tail) out += l + "\n";
     return out;
 }
 

@@ -72,7 +72,7 @@ public:
     // Removes the directory and everything in it; quietly does nothing when it is gone.
     void remove() const;
 
-    // The last `lines` lines of qemu.log, for error messages.
+    // The last `lines` lines of qemu.log as they are, for error messages.
     std::string log_tail(std::size_t lines = 15) const;
 
 private:

@@ -81,7 +81,8 @@ int list_command(Invocation& inv) {
             const auto* d = model.find(a);
             if (!d) continue;
             inv.out << "  " << a.str() << "  [" << hex(d->class_code >> 8, 4) << "] " << hex(d->vendor, 4) << ":"
-                    << hex(d->device, 4) << " " << d->name() << "  driver: " << (d->driver.empty() ? "none" : d->driver)
+                    << hex(d->device, 4) << (d->vendor_name.empty() ? "" : " " + d->name())
+                    << "  driver: " << (d->driver.empty() ? "none" : d->driver)
                     << marks(*d) << "\n";
         }
     }
@@ -135,6 +136,16 @@ int bind_command(Invocation& inv) {
     if (inv.args.empty()) throw UsageError("usage: kvmgpu bind ADDRESS... [--name NAME]");
     const auto devices = parse_addresses(inv.args);
     const auto name = inv.options["name"].as<std::string>();
+    // Every address is checked before anything changes.
+    const auto model = host::scan_host(inv.ctx.host_root, {.names = false});
+    for (const auto& a : devices) {
+        const auto* d = model.find(a);
+        if (!d)
+            throw UsageError("PCI device " + util::quoted(a.str()) + " does not exist on this host; `kvmgpu list` shows the devices");
+        if (d->is_bridge() || d->is_chipset())
+            throw UsageError("PCI device " + util::quoted(a.str()) + " is a " + (d->is_bridge() ? "PCI bridge" : "chipset function") +
+                             ", which vfio-pci does not take; pass the devices behind it");
+    }
     const auto host_dir = app::host_state_dir(inv.ctx);
     std::filesystem::create_directories(host_dir);
     // The locks only refuse devices a running VM holds: this process ends at once, so they are

@@ -83,7 +83,9 @@ int stop_command(Invocation& inv) {
         inv.out << "stopped: " << name << " (" << result.value("reason", "") ;
         if (result.contains("detail")) inv.out << ": " << result["detail"].get<std::string>();
         inv.out << ")\n";
-        if (result.contains("hint")) inv.err << "kvmgpu: warning: " << result["hint"].get<std::string>() << "\n";
+        if (result.contains("hint"))
+            inv.err << "kvmgpu: " << (result.value("exit_code", 0) ? "error: " : "warning: ")
+                    << result["hint"].get<std::string>() << "\n";
     }
     return result.value("exit_code", 0) == 0 ? ok : failure;
 }

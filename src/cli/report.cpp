@@ -36,11 +36,21 @@ app::Report make_reporter(std::ostream& out, std::ostream& err, bool json) {
         } else if (event == "log") {
             const std::string tail = e.value("tail", "");
             if (tail.empty()) err << "QEMU's log is empty" << std::endl;
-            else err << "QEMU's log ends with:\n" << tail;
+            else {
+                err << "QEMU's log ends with:\n";
+                std::size_t start = 0;
+                while (start < tail.size()) {
+                    const auto nl = tail.find('\n', start);
+                    err << "  | " << tail.substr(start, nl - start) << "\n";
+                    if (nl == std::string::npos) break;
+                    start = nl + 1;
+                }
+            }
         } else if (event == "stopped") {
             err << "stopped: " << e.value("name", "") << " (" << e.value("reason", "");
             if (e.contains("detail")) err << ": " << e["detail"].get<std::string>();
             err << ")" << std::endl;
+            if (e.contains("hint")) err << "kvmgpu: error: " << e["hint"].get<std::string>() << std::endl;
         } else if (event == "unsupervised") {
             err << "kvmgpu: error: " << e.value("message", "") << std::endl;
         } else {

@@ -305,7 +305,11 @@ RestoreReport restore_devices(const fs::path& root, const fs::path& runtime_dir,
                               driver_text(it->driver) + " failed at step " +
                               util::quoted(std::string(step_name(failure.step))) + ": " +
                               failure.detail + "; its journal entry was kept, so `kvmgpu restore " +
-                              vm + "` can retry. " + step_hint(failure.step, vm);
+                              vm + "` can retry. " +
+                              (failure.step == BindStep::wait_driver || failure.step == BindStep::bind
+                                   ? "Check that the driver " + driver_text(it->driver) +
+                                         " is loaded (`modprobe`); `dmesg` shows why it refused the device."
+                                   : step_hint(failure.step, vm));
         } catch (const std::exception& e) {
             outcome.ok = false;
             outcome.message = "PCI device " + util::quoted(it->address.str()) +

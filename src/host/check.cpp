@@ -63,7 +63,9 @@ BindPlan plan_binding(const profile::Profile& profile, const HostModel& host) {
         for (const PciAddress& member : group->devices) {
             if (listed.count(member) || !member.same_slot(d.address)) continue;
             const PciDeviceInfo* m = host.find(member);
-            if (m && !m->is_bridge()) added.insert(member);
+            // Another function of the same card goes along (a GPU's HDMI audio, its USB-C
+            // controller); a chipset function never does, even when it shares the slot.
+            if (m && !m->is_bridge() && !m->is_chipset()) added.insert(member);
         }
     }
     plan.auto_added.assign(added.begin(), added.end());
@@ -274,6 +276,19 @@ private:
             for (const PciAddress& m : group->devices) {
                 if (binding.count(m)) continue;
                 const PciDeviceInfo* member = host_.find(m);
+                if (member && member->is_chipset()) {
+                    // Even driverless, the host's chipset is not for a VM: vfio would own it.
+                    viable = false;
+                    add(Severity::error, "chipset-group",
+                        "IOMMU group " + std::to_string(id) + " of PCI device " + util::quoted(a.str()) +
+                            " also contains " + describe(m, host_) + ", a chipset function the host needs.",
+                        "Passing " + util::quoted(a.str()) + " would hand its whole IOMMU group, the "
+                            "host's chipset included, to vfio-pci.",
+                        "Pass a device that has an IOMMU group without chipset functions (see `kvmgpu "
+                            "list`); for storage, pass the disk with [[disk]] instead.",
+                        m);
+                    continue;
+                }
                 if (!member || member->is_bridge()) continue;
                 const std::string& drv = member->driver;
                 if (drv.empty() || drv == "vfio-pci" || drv == "pci-stub") continue;

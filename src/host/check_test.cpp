@@ -97,6 +97,39 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
              // A different slot is never auto-added.
              CHECK(r.plan.auto_added == std::vector<PciAddress>{addr("0000:01:00.1")});
          }},
+        {"a device in the chipset's group is refused, naming the chipset functions, even driverless",
+         {"0000:00:1f.2"},
+         [](Setup& s) {
+             // The q35 chipset group: LPC bridge (no driver here), SATA, SMBus, one slot.
+             test::DeviceSpec lpc;
+             lpc.address = "0000:00:1f.0";
+             lpc.class_code = 0x060100;
+             lpc.group = 9;
+             s.fx.add_device(lpc);
+             test::DeviceSpec sata;
+             sata.address = "0000:00:1f.2";
+             sata.class_code = 0x010601;
+             sata.driver = "ahci";
+             sata.group = 9;
+             s.fx.add_driver("ahci");
+             s.fx.add_device(sata);
+             test::DeviceSpec smbus;
+             smbus.address = "0000:00:1f.3";
+             smbus.class_code = 0x0c0500;
+             smbus.driver = "i801_smbus";
+             smbus.group = 9;
+             s.fx.add_driver("i801_smbus");
+             s.fx.add_device(smbus);
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"chipset-group", "chipset-group"});
+             CHECK(r.plan.auto_added.empty());  // same slot, but never taken along
+             CHECK(r.plan.devices == std::vector<PciAddress>{addr("0000:00:1f.2")});
+             std::vector<std::string> named;
+             for (const auto& f : r.findings)
+                 if (f.code == "chipset-group") named.push_back(f.address->str());
+             CHECK(named == std::vector<std::string>{"0000:00:1f.0", "0000:00:1f.3"});
+         }},
         {"an unlisted group member with no driver or on pci-stub keeps the group viable",
          {"0000:01:00.0"},
          [](Setup& s) {

@@ -62,6 +62,12 @@ struct PciDeviceInfo {
     // accepts a group whose bridges stay on their driver.
     bool is_bridge() const { return (class_code >> 8) == 0x0604; }
     bool is_display() const { return (class_code >> 16) == 0x03; }
+    // Chipset functions the host itself needs: host bridge (0x0600), ISA/LPC bridge (0x0601),
+    // SMBus (0x0c05). A group holding one of them is the platform's, never a passthrough group.
+    bool is_chipset() const {
+        const auto sub = class_code >> 8;
+        return sub == 0x0600 || sub == 0x0601 || sub == 0x0c05;
+    }
     // Sum of the sizes of the 64-bit memory BARs (0..5): what the guest's 64-bit MMIO window
     // must hold for this device.
     std::uint64_t mem64_bytes() const;
