@@ -131,7 +131,11 @@ public:
         const auto deadline = Clock::now() + timeout;
         // Drain stdout to EOF (the process closes it when it exits) so it never blocks on a
         // full pipe, keeping the events for the test.
-        while (auto e = next(deadline)) seen.push_back(*e);
+        while (out_ >= 0) {
+            auto e = next(deadline);
+            if (!e) break;
+            seen.push_back(*e);
+        }
         int raw = 0;
         ::waitpid(pid_, &raw, 0);
         status_ = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
@@ -139,6 +143,12 @@ public:
     }
 
     void signal(int sig) { ::kill(pid_, sig); }
+
+    // Closes our end of its stdout, as `kvmgpu run | head -n 1` does once head has its line.
+    void close_stdout() {
+        if (out_ >= 0) ::close(out_);
+        out_ = -1;
+    }
 
     std::vector<nlohmann::json> seen;  // every event read so far
 

@@ -88,7 +88,7 @@ host::PidAlive lock_liveness(const Context& ctx) {
 int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& options, const Report& report) {
     // Until the supervisor's loop handles them, Ctrl-C and SIGTERM wait: a launcher killed
     // halfway through binding would strand devices.
-    util::BlockSignals block{SIGINT, SIGTERM};
+    util::BlockSignals block{SIGINT, SIGTERM, SIGHUP};
     host::RealSysfsWriter real_writer;
     host::SysfsWriter& writer = options.writer ? *options.writer : real_writer;
     const auto host_dir = host_state_dir(ctx);
@@ -120,13 +120,23 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         for (const auto& d : devices) device_names.push_back(d.str());
 
         // 2. The runtime directory; a second run of a running VM stops here.
-        fs::create_directories(ctx.runtime_dir);
+        VmState state;
+        state.name = p.name;
+        state.profile = fs::absolute(p.file).string();
+        state.supervisor_pid = ::getpid();
+        state.supervisor_start = util::process_start_time(::getpid()).value_or(0);
+        state.devices = device_names;
+        state.started_at = static_cast<std::int64_t>(std::time(nullptr));
         try {
-            dir.create();
+            dir.create(state);
         } catch (const std::exception& e) {
             fail(report, "runtime-dir", "creating " + dir.path().string(), e.what());
         }
         revert.add([&] { dir.remove(); });
+        // The VM's own files (OVMF variables, TPM state, the poststop hook's log) live here.
+        const auto state_dir = ctx.vm_state_dir(p.name);
+        fs::create_directories(state_dir);
+        ::chmod(state_dir.c_str(), 0700);
 
         // 3. Reserve and bind the devices, restore registered first.
         if (!devices.empty()) {
@@ -174,8 +184,6 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             const auto copy = qemu::vars_copy(facts);
             if (!fs::exists(copy)) {
                 const auto tmpl = p.firmware.vars.empty() ? qemu::default_ovmf_vars(p.firmware.secure_boot) : p.firmware.vars;
-                fs::create_directories(facts.state_dir);
-                ::chmod(facts.state_dir.c_str(), 0700);
                 try {
                     fs::copy_file(tmpl, copy);
                 } catch (const std::exception& e) {
@@ -192,13 +200,14 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             const auto tpm_state = facts.state_dir / "tpm";
             const auto socket = facts.runtime_dir / "swtpm.sock";
             fs::create_directories(tpm_state);
-            ::chmod(facts.state_dir.c_str(), 0700);
             const std::vector<std::string> tpm_argv{
                 "swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + tpm_state.string() + ",mode=0600",
                 "--ctrl", "type=unixio,path=" + socket.string(), "--terminate",
                 "--log", "file=" + (facts.runtime_dir / "swtpm.log").string()};
             try {
-                swtpm = util::spawn(tpm_argv, {});
+                util::SpawnOptions tpm_options;
+                tpm_options.new_session = true;  // ends with QEMU (--terminate), not with a Ctrl-C
+                swtpm = util::spawn(tpm_argv, tpm_options);
             } catch (const util::SpawnError& e) {
                 fail(report, "tpm", "starting swtpm", std::string(e.what()) + " (install the swtpm package)");
             }
@@ -223,18 +232,11 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         } catch (const util::SpawnError& e) {
             fail(report, "spawn", "starting " + argv.front(), e.what());
         }
-        step(report, "spawn", "starting " + argv.front() + " paused", {{"detail", "pid " + std::to_string(qemu.pid()) + ", log " + dir.log_file().string()}});
 
-        VmState state;
-        state.name = p.name;
-        state.profile = fs::absolute(p.file).string();
-        state.supervisor_pid = ::getpid();
-        state.supervisor_start = util::process_start_time(::getpid()).value_or(0);
         state.qemu_pid = qemu.pid();
         state.qemu_start = util::process_start_time(qemu.pid()).value_or(0);
-        state.devices = device_names;
-        state.started_at = static_cast<std::int64_t>(std::time(nullptr));
         dir.write_state(state);
+        step(report, "spawn", "starting " + argv.front() + " paused", {{"detail", "pid " + std::to_string(qemu.pid()) + ", log " + dir.log_file().string()}});
 
         // 5. Supervise until QEMU is gone; then give everything back.
         SuperviseOptions sup;
@@ -270,6 +272,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
             // more than our process, so QEMU is left running and holds its devices.
             if (!qemu.try_wait()) {
                 qemu.release();
+                swtpm.release();
                 revert.commit();
                 report({{"event", "unsupervised"},
                         {"error", e.what()},

@@ -147,13 +147,12 @@ TEST_CASE("a lock whose launcher was killed still holds while its QEMU runs", "[
     int status = 0;
     ::waitpid(launcher, &status, 0);
     app::VmDir vm(ctx, "win11");
-    vm.create();
     app::VmState state;
     state.name = "win11";
     state.supervisor_pid = launcher;
     state.qemu_pid = ::getpid();
     state.qemu_start = util::process_start_time(::getpid()).value();
-    vm.write_state(state);
+    vm.create(state);
     const auto alive = app::lock_liveness(ctx);
     CHECK(alive(launcher));        // its QEMU still holds the devices
     CHECK(alive(::getpid()));      // a live process is alive anyway

@@ -43,6 +43,9 @@ struct Session : std::enable_shared_from_this<Session> {
         closing = true;
         if (!writing) shut();
     }
+    // Lines written but not yet taken by the client.
+    std::size_t queued() const { return out.size(); }
+    void force_close() { shut(); }
 
     local_socket sock;
     bool events = false;
@@ -66,6 +69,7 @@ private:
                           });
     }
     void shut() {
+        out.clear();
         if (closed) return;
         closed = true;
         boost::system::error_code ec;
@@ -79,21 +83,26 @@ private:
     bool closed = false;
 };
 
+constexpr std::size_t kMaxQueuedEvents = 4096;
+
 class Supervisor {
 public:
     Supervisor(const VmDir& dir, util::ChildProcess& qemu, VmState state, const SuperviseOptions& options,
                const Report& report)
         : dir_(dir), qemu_(qemu), state_(std::move(state)), options_(options), report_(report),
-          qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM), acceptor_(io_),
-          stop_timer_(io_), poll_timer_(io_) {}
+          qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP), acceptor_(io_),
+          stop_timer_(io_), poll_timer_(io_), finish_timer_(io_) {}
 
     SupervisionResult run(const std::function<json(const SupervisionResult&)>& on_end) {
         on_end_ = &on_end;
         qmp_.subscribe([this](const qmp::Event& e) { on_event(e); });
+        qmp_.on_disconnect([this](const std::string&) {
+            if (exit_seen_) finish();
+        });
         watch_exit();
         watch_signals();
         // The launcher blocked these while it changed the host; from here the loop handles them.
-        util::BlockSignals::unblock({SIGINT, SIGTERM});
+        util::BlockSignals::unblock({SIGINT, SIGTERM, SIGHUP});
         asio::co_spawn(io_, start(), asio::detached);
         io_.run();
         return result_;
@@ -157,9 +166,12 @@ private:
         if (!options_.emulator_pin.empty()) {
             // Every other thread of QEMU: the main loop, I/O threads, workers.
             const auto tasks = std::filesystem::path("/proc") / std::to_string(state_.qemu_pid) / "task";
-            for (const auto& entry : std::filesystem::directory_iterator(tasks)) {
-                const pid_t tid = std::stoi(entry.path().filename().string());
-                if (!vcpu_threads.count(tid)) set_affinity(tid, options_.emulator_pin, "QEMU thread " + std::to_string(tid));
+            std::error_code ec;
+            for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
+                const pid_t tid = static_cast<pid_t>(std::strtol(entry.path().filename().c_str(), nullptr, 10));
+                // A worker thread may end between the listing and the call: nothing to pin.
+                if (tid > 0 && !vcpu_threads.count(tid))
+                    set_affinity(tid, options_.emulator_pin, "QEMU thread " + std::to_string(tid), true);
             }
         }
         std::string detail;
@@ -168,11 +180,12 @@ private:
         step("pin", "pinning vCPUs to host CPUs", {{"detail", detail}});
     }
 
-    static void set_affinity(pid_t tid, const std::vector<unsigned>& cpus, const std::string& what) {
+    static void set_affinity(pid_t tid, const std::vector<unsigned>& cpus, const std::string& what,
+                             bool may_be_gone = false) {
         cpu_set_t set;
         CPU_ZERO(&set);
         for (unsigned c : cpus) CPU_SET(c, &set);
-        if (::sched_setaffinity(tid, sizeof set, &set) != 0)
+        if (::sched_setaffinity(tid, sizeof set, &set) != 0 && !(may_be_gone && errno == ESRCH))
             throw std::system_error(errno, std::generic_category(), "cannot pin " + what);
     }
 
@@ -182,10 +195,12 @@ private:
         std::error_code ec;
         std::filesystem::remove(path, ec);
         // Created 0600 from the start: the umask closes the window between bind and chmod.
-        const mode_t old = ::umask(0177);
+        struct Umask {
+            mode_t old;
+            ~Umask() { ::umask(old); }
+        } umask{::umask(0177)};
         acceptor_.open();
         acceptor_.bind(asio::local::stream_protocol::endpoint(path.string()));
-        ::umask(old);
         acceptor_.listen();
         asio::co_spawn(io_, accept_loop(), asio::detached);
     }
@@ -216,7 +231,11 @@ private:
                 s->write(error_reply(std::string("the request is not JSON: ") + e.what()));
                 continue;
             }
-            co_await handle(s, std::move(req));
+            try {
+                co_await handle(s, std::move(req));
+            } catch (const std::exception& e) {
+                s->write(error_reply(std::string("bad request: ") + e.what()));
+            }
         }
         std::erase(sessions_, s);
     }
@@ -280,8 +299,13 @@ private:
         if (running_ && e.name == "STOP") report_({{"event", "paused"}, {"name", state_.name}});
         if (running_ && e.name == "RESUME") report_({{"event", "resumed"}, {"name", state_.name}});
         const json line = {{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}};
-        for (auto& s : sessions_)
-            if (s->events) s->write(line);
+        for (auto& s : sessions_) {
+            if (!s->events) continue;
+            // A client that stopped reading (a paused pager) is dropped rather than let its
+            // backlog grow without bound.
+            if (s->queued() > kMaxQueuedEvents) s->force_close();
+            else s->write(line);
+        }
     }
 
     // ---- stopping ----
@@ -292,7 +316,7 @@ private:
             const bool force = signals_seen_ > 1;
             report_({{"event", "stopping"},
                      {"reason", "signal"},
-                     {"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
+                     {"signal", sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM"},
                      {"force", force}});
             request_stop("signal", options_.stop_timeout, force);
             watch_signals();
@@ -304,16 +328,19 @@ private:
         if (stopping_ && !force) return;
         const bool escalate = stopping_ && force;
         stopping_ = true;
+        if (force) force_ = true;
         if (escalate) {
-            stop_timer_.cancel();  // the running sequence moves on to quit at once
+            stop_timer_.cancel();  // the running sequence moves on at its next wait
             return;
         }
         asio::co_spawn(io_, stop_sequence(timeout, force), asio::detached);
     }
 
-    // ACPI power button, wait; quit, wait; SIGKILL. Each stage ends early when QEMU exits.
+    // ACPI power button, wait; quit, wait; SIGTERM (QEMU shuts down cleanly on it), wait;
+    // SIGKILL. Each stage ends early when QEMU exits; a forced stop skips the power button.
     awaitable<void> stop_sequence(std::chrono::seconds timeout, bool force) {
-        if (!force && running_) {
+        (void)force;
+        if (!force_ && running_) {
             try {
                 co_await qmp_.execute("system_powerdown", nullptr, std::chrono::seconds(5));
                 step("powerdown", "asking the guest to power off", {{"detail", "waiting up to " + std::to_string(timeout.count()) + " s"}});
@@ -328,10 +355,18 @@ private:
         } catch (const std::exception&) {
         }
         if (ended_) co_return;
+        try {
+            qemu_.kill(SIGTERM);
+        } catch (const std::exception&) {
+        }
+        co_await wait_stop_timer(std::chrono::seconds(5));
+        if (ended_) co_return;
         kill_qemu();
     }
 
+    // Waits `timeout`, or not at all once the stop is forced (a second Ctrl-C, --force).
     awaitable<void> wait_stop_timer(std::chrono::seconds timeout) {
+        if (force_ && timeout > std::chrono::seconds(5)) timeout = std::chrono::seconds(0);
         stop_timer_.expires_after(timeout);
         boost::system::error_code ec;
         co_await stop_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
@@ -362,15 +397,32 @@ private:
         });
     }
 
+    // QEMU is gone. Its QMP socket may still hold its last events (SHUTDOWN and its reason), read
+    // in the same loop turn or the next: classify once the client has read to EOF, or after 1 s.
     void on_exit() {
+        if (exit_seen_) return;
+        exit_seen_ = true;
+        if (!qmp_.connected()) {
+            finish();
+            return;
+        }
+        finish_timer_.expires_after(std::chrono::seconds(1));
+        finish_timer_.async_wait([this](boost::system::error_code ec) {
+            if (!ec) finish();
+        });
+    }
+
+    void finish() {
         if (ended_) return;
         ended_ = true;
+        finish_timer_.cancel();
         result_.wait_status = qemu_.try_wait();
         const bool clean = result_.wait_status && util::exited_successfully(*result_.wait_status);
         const std::string how = result_.wait_status ? util::describe_wait_status(*result_.wait_status) : "gone";
         if (!start_error_.empty()) {
             result_.reason = "start-failed";
-            result_.detail = start_error_ + "; QEMU " + how;
+            result_.detail = start_error_;
+            if (start_error_.find("QEMU " + how) == std::string::npos) result_.detail += "; QEMU " + how;
         } else if (!running_ && !stop_why_) {
             result_.reason = "start-failed";
             result_.detail = "QEMU " + how + " before the VM started";
@@ -405,6 +457,12 @@ private:
             session->write(reply);
         }
         for (auto& s : sessions_) s->close_after_writes();
+        // A client that does not read its last lines does not keep the supervisor alive.
+        finish_timer_.expires_after(std::chrono::seconds(1));
+        finish_timer_.async_wait([this](boost::system::error_code ec) {
+            if (ec) return;
+            for (auto& s : sessions_) s->force_close();
+        });
         outcome["event"] = "stopped";
         outcome["name"] = state_.name;
         report_(outcome);
@@ -424,12 +482,15 @@ private:
     asio::local::stream_protocol::acceptor acceptor_;
     asio::steady_timer stop_timer_;
     asio::steady_timer poll_timer_;
+    asio::steady_timer finish_timer_;
     std::vector<std::shared_ptr<Session>> sessions_;
     std::vector<std::pair<std::shared_ptr<Session>, json>> stop_waiters_;
 
     bool running_ = false;
     bool stopping_ = false;
+    bool force_ = false;
     bool ended_ = false;
+    bool exit_seen_ = false;
     int signals_seen_ = 0;
     std::optional<std::string> stop_why_;
     std::optional<std::string> shutdown_reason_;

@@ -374,3 +374,60 @@ TEST_CASE("vCPU and emulator threads are pinned from query-cpus-fast before the 
     REQUIRE(w.cli({"stop", "pinned", "--force"}).status == 0);
     CHECK(sup->wait() == 0);
 }
+
+TEST_CASE("a supervisor whose stdout reader went away keeps supervising", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("piped"));
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    sup->close_stdout();  // like `kvmgpu run --json ... | head -n 4`
+    REQUIRE(w.cli({"pause", "piped"}).status == 0);  // the "paused" line goes nowhere: EPIPE, not death
+    CHECK(status_of(w, "piped")["status"] == "paused");
+    CHECK(status_of(w, "piped")["supervised"] == true);
+    REQUIRE(w.cli({"stop", "piped", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+    CHECK_FALSE(util::process_alive(qemu));
+}
+
+TEST_CASE("QEMU told to quit over QMP ends the run as a requested stop, and poststop runs", "[runtime][qemu]") {
+    World w;
+    const auto marker = w.dir.path() / "poststop-ran";
+    auto sup = w.run(w.profile("quitter", "[hooks]\npoststop = [\"/bin/touch\", \"" + marker.string() + "\"]\n"));
+    sup->wait_event("running");
+    CHECK(w.cli({"qmp", "quitter", R"({"execute":"quit"})"}).status == 0);
+    CHECK(sup->wait() == 0);
+    const auto& stopped = sup->seen.back();
+    CHECK(stopped["reason"] == "stop-requested");
+    CHECK(stopped["detail"].get<std::string>().find("host-qmp-quit") != std::string::npos);
+    CHECK(fs::exists(marker));  // with SeaBIOS and no TPM too (the state directory exists)
+}
+
+TEST_CASE("a second run of a name that is still starting is refused, the first left alone", "[runtime]") {
+    World w;
+    // The state a launch writes the moment it creates its directory: our own pid is the launcher.
+    fs::create_directories(w.runtime / "busy");
+    fs::permissions(w.runtime / "busy", fs::perms::owner_all);
+    std::ofstream(w.runtime / "busy" / "state.json")
+        << json{{"name", "busy"}, {"supervisor_pid", ::getpid()},
+                {"supervisor_start", util::process_start_time(::getpid()).value()}, {"qemu_pid", 0}}.dump();
+    const auto r = w.cli({"run", w.profile("busy").string()});
+    CHECK(r.status == 1);
+    CHECK(r.err.find("already starting") != std::string::npos);
+    CHECK(fs::exists(w.runtime / "busy" / "state.json"));
+}
+
+TEST_CASE("a malformed control request gets an error reply and the connection stays usable", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("strict"));
+    sup->wait_event("running");
+    auto client = app::ControlClient::connect(w.runtime / "strict" / "control.sock");
+    REQUIRE(client);
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    const auto bad = client->request({{"kvmgpu", "stop"}, {"timeout", "soon"}}, deadline);
+    CHECK(bad["error"]["desc"].get<std::string>().find("bad request") == 0);
+    CHECK(client->request({{"kvmgpu", 7}}, deadline).contains("error"));
+    client->send(json("not an object"));
+    CHECK(client->next(deadline)->contains("error"));
+    CHECK(client->request({{"kvmgpu", "status"}}, deadline)["return"]["status"] == "running");
+    REQUIRE(w.cli({"stop", "strict", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}

@@ -90,9 +90,8 @@ Liveness VmDir::liveness(const VmState& s) const {
     return Liveness::stale;
 }
 
-void VmDir::create() const {
-    std::error_code ec;
-    fs::create_directories(path_.parent_path(), ec);
+void VmDir::create(const VmState& provisional) const {
+    ensure_private_dir(path_.parent_path());
     if (exists()) {
         std::optional<VmState> state;
         try {
@@ -101,15 +100,38 @@ void VmDir::create() const {
             // A damaged state file belongs to no live VM we could find.
         }
         if (state && liveness(*state) != Liveness::stale)
-            throw std::runtime_error("a VM named \"" + name_ + "\" is already running (" +
-                                     std::string(liveness_name(liveness(*state))) + ", QEMU pid " +
-                                     std::to_string(state->qemu_pid) + "); stop it first: kvmgpu stop " +
-                                     name_);
+            throw std::runtime_error("a VM named \"" + name_ + "\" is already " +
+                                     (liveness(*state) == Liveness::starting ? "starting" : "running") +
+                                     " (" + std::string(liveness_name(liveness(*state))) + ", kvmgpu pid " +
+                                     std::to_string(state->supervisor_pid) + ", QEMU pid " +
+                                     std::to_string(state->qemu_pid) + "); stop it first: kvmgpu stop " + name_);
         remove();
     }
+    // mkdir is the exclusion between two launches of one name: only one of them creates it.
     if (::mkdir(path_.c_str(), 0700) != 0)
         throw std::system_error(errno, std::generic_category(),
-                                "cannot create the runtime directory \"" + path_.string() + "\"");
+                                errno == EEXIST ? "another kvmgpu is starting \"" + name_ + "\" right now"
+                                                : "cannot create the runtime directory \"" + path_.string() + "\"");
+    // At once, so that a VM that is starting is never taken for a left-over directory.
+    write_state(provisional);
+}
+
+void ensure_private_dir(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::exists(dir, ec)) {
+        fs::create_directories(dir.parent_path(), ec);
+        if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+            throw std::system_error(errno, std::generic_category(), "cannot create \"" + dir.string() + "\"");
+    }
+    // Another user must not own or be able to write the directory whose state files decide
+    // which pids kvmgpu signals (a predictable /tmp path could be planted).
+    struct stat st {};
+    if (::lstat(dir.c_str(), &st) != 0)
+        throw std::system_error(errno, std::generic_category(), "cannot inspect \"" + dir.string() + "\"");
+    if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
+        throw std::runtime_error("the runtime directory \"" + dir.string() +
+                                 "\" is not a directory owned by this user and writable only by it; "
+                                 "remove it or choose another with --runtime-dir");
 }
 
 void VmDir::remove() const {

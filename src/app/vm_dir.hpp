@@ -66,9 +66,10 @@ public:
     void write_state(const VmState& state) const;
     Liveness liveness(const VmState& state) const;
 
-    // Creates the directory (0700, and RUNTIME itself when missing). A directory left by a VM
-    // that no longer runs is removed first; one whose VM still runs is an error naming it.
-    void create() const;
+    // Creates the directory (0700, and RUNTIME itself when missing) and writes `provisional`
+    // as its state at once. A directory left by a VM that no longer runs is removed first; one
+    // whose VM still runs or starts is an error naming it.
+    void create(const VmState& provisional) const;
     // Removes the directory and everything in it; quietly does nothing when it is gone.
     void remove() const;
 
@@ -79,6 +80,10 @@ private:
     std::string name_;
     std::filesystem::path path_;
 };
+
+// Makes `dir` (0700) if it is missing, and refuses one that is not a directory owned by this
+// user and closed to others.
+void ensure_private_dir(const std::filesystem::path& dir);
 
 // Every VM directory under RUNTIME, sorted by name.
 std::vector<VmDir> list_vm_dirs(const Context& ctx);

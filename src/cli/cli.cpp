@@ -1,5 +1,6 @@
 #include "cli/cli.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
@@ -230,6 +231,9 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
 }
 
 int main(int argc, char** argv) {
+    // A closed pipe on stdout/stderr (`kvmgpu run | head`, a tee ended by Ctrl-C) must be an
+    // error on that write, not the death of a supervisor that holds devices.
+    ::signal(SIGPIPE, SIG_IGN);
     std::vector<std::string> args(argv + 1, argv + argc);
     return run(args, std::cout, std::cerr, [](const char* name) -> const char* { return std::getenv(name); });
 }

@@ -181,8 +181,13 @@ int restore_command(Invocation& inv) {
     json reports = json::object();
     for (const auto& name : names) {
         app::VmDir dir(inv.ctx, name);
-        if (auto state = dir.exists() ? dir.read_state() : std::nullopt;
-            state && dir.liveness(*state) != app::Liveness::stale) {
+        std::optional<app::VmState> state;
+        try {
+            if (dir.exists()) state = dir.read_state();
+        } catch (const std::exception& e) {
+            inv.err << "kvmgpu: warning: " << e.what() << "; taking \"" << name << "\" as not running\n";
+        }
+        if (state && dir.liveness(*state) != app::Liveness::stale) {
             inv.err << "kvmgpu: error: \"" << name << "\" is still running (QEMU pid " << state->qemu_pid
                     << "); stop it first: kvmgpu stop " << name << "\n";
             all_ok = false;

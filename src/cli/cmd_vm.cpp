@@ -143,6 +143,8 @@ int ps_command(Invocation& inv) {
             rows.push_back(row);
         } catch (const app::NotRunning&) {
             // gone: find_vm cleaned what was left, or it waits for `kvmgpu restore`
+        } catch (const std::exception& e) {
+            inv.err << "kvmgpu: warning: " << dir.name() << ": " << e.what() << "\n";
         }
     }
     if (inv.json) {
