@@ -2,10 +2,7 @@
 
 #include <system_error>
 
-#include "app/launch.hpp"
-#include "host/check.hpp"
-#include "host/host_model.hpp"
-#include "host/lock.hpp"
+#include "app/host_ops.hpp"
 #include "profile/validate.hpp"
 
 namespace kvmgpu::app {
@@ -17,10 +14,7 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
     facts.state_dir = ctx.vm_state_dir(p.name);
     // The same check a real run makes; here its errors are only warnings, so that a profile can
     // be looked at on a machine without its GPU.
-    const auto model = host::scan_host(ctx.host_root);
-    host::CheckOptions options;
-    options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
-    const auto checked = host::check(p, model, options);
+    const auto checked = check_host(p, ctx);
     for (const auto& f : checked.findings) {
         if (f.severity == host::Severity::ok) continue;
         warnings.push_back(f.text() + (f.severity == host::Severity::error ? " (a real run would refuse to start)" : ""));

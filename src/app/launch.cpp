@@ -9,6 +9,7 @@
 #include <thread>
 #include <filesystem>
 
+#include "app/host_ops.hpp"
 #include "app/vm_dir.hpp"
 #include "host/binder.hpp"
 #include "host/check.hpp"
@@ -99,9 +100,9 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     try {
         // 1. Check the host; refuse on any error before touching anything.
         // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
-        const auto model = host::scan_host(ctx.host_root, {.names = false});
-        host::CheckOptions check_options;
+        const auto model = scan(ctx, false);
         const auto alive = lock_liveness(ctx);
+        host::CheckOptions check_options;
         check_options.locks = host::read_locks(host_dir, alive);
         const auto checked = host::check(p, model, check_options);
         for (const auto& f : checked.findings) {

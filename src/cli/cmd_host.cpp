@@ -1,19 +1,10 @@
 // The commands that read or change the host's PCI devices: list, check, bind, restore.
-#include <unistd.h>
-
 #include <cstdio>
 #include <ostream>
 
-#include "app/launch.hpp"
-#include "app/vm_dir.hpp"
+#include "app/host_ops.hpp"
 #include "cli/command.hpp"
 #include "cli/output.hpp"
-#include "host/binder.hpp"
-#include "host/check.hpp"
-#include "host/host_model.hpp"
-#include "host/journal.hpp"
-#include "host/lock.hpp"
-#include "host/sysfs.hpp"
 #include "profile/validate.hpp"
 #include "util/text.hpp"
 
@@ -59,7 +50,7 @@ std::vector<util::PciAddress> parse_addresses(const std::vector<std::string>& wo
 
 int list_command(Invocation& inv) {
     if (!inv.args.empty()) throw UsageError("usage: kvmgpu list [--json]");
-    const auto model = host::scan_host(inv.ctx.host_root);
+    const auto model = app::scan(inv.ctx);
     if (inv.json) {
         json groups = json::array();
         for (const auto& g : model.groups) {
@@ -98,10 +89,7 @@ int check_command(Invocation& inv) {
         print_diagnostics(inv.err, loaded.diagnostics, file);
         return bad_input;
     }
-    const auto model = host::scan_host(inv.ctx.host_root);
-    host::CheckOptions options;
-    options.locks = host::read_locks(app::host_state_dir(inv.ctx), app::lock_liveness(inv.ctx));
-    const auto result = host::check(loaded.profile, model, options);
+    const auto result = app::check_host(loaded.profile, inv.ctx);
     if (inv.json) {
         json j = result;
         j["ready"] = result.ok();
@@ -136,34 +124,17 @@ int bind_command(Invocation& inv) {
     if (inv.args.empty()) throw UsageError("usage: kvmgpu bind ADDRESS... [--name NAME]");
     const auto devices = parse_addresses(inv.args);
     const auto name = inv.options["name"].as<std::string>();
-    // Every address is checked before anything changes.
-    const auto model = host::scan_host(inv.ctx.host_root, {.names = false});
-    for (const auto& a : devices) {
-        const auto* d = model.find(a);
-        if (!d)
-            throw UsageError("PCI device " + util::quoted(a.str()) + " does not exist on this host; `kvmgpu list` shows the devices");
-        if (d->is_bridge() || d->is_chipset())
-            throw UsageError("PCI device " + util::quoted(a.str()) + " is a " + (d->is_bridge() ? "PCI bridge" : "chipset function") +
-                             ", which vfio-pci does not take; pass the devices behind it");
-    }
-    const auto host_dir = app::host_state_dir(inv.ctx);
-    std::filesystem::create_directories(host_dir);
-    // The locks only refuse devices a running VM holds: this process ends at once, so they are
-    // released again after the bind (the journal keeps what `restore` needs).
-    host::acquire_locks(host_dir, name, ::getpid(), devices, app::lock_liveness(inv.ctx));
-    host::RealSysfsWriter writer;
+    host::BindResult result;
     try {
-        const auto result = host::bind_devices(inv.ctx.host_root, host_dir, name, devices, writer);
-        host::release_locks(host_dir, name, devices);
-        if (inv.json) inv.out << json(result).dump() << "\n";
-        for (const auto& a : result.bound) inv.err << "binding " << a.str() << " → vfio-pci … ok\n";
-        for (const auto& a : result.already_vfio) inv.err << "binding " << a.str() << " … already on vfio-pci\n";
-        inv.err << "`kvmgpu restore " << name << "` gives them back\n";
-        return ok;
-    } catch (const host::BindError&) {
-        host::release_locks(host_dir, name, devices);
-        throw;
+        result = app::bind_by_hand(inv.ctx, name, devices);
+    } catch (const app::HostInputError& e) {
+        throw UsageError(e.what());
     }
+    if (inv.json) inv.out << json(result).dump() << "\n";
+    for (const auto& a : result.bound) inv.err << "binding " << a.str() << " → vfio-pci … ok\n";
+    for (const auto& a : result.already_vfio) inv.err << "binding " << a.str() << " … already on vfio-pci\n";
+    inv.err << "`kvmgpu restore " << name << "` gives them back\n";
+    return ok;
 }
 
 void restore_options(po::options_description& desc) {
@@ -174,38 +145,21 @@ int restore_command(Invocation& inv) {
     const bool all = inv.options.count("all") > 0;
     if (all == (inv.args.size() == 1) || inv.args.size() > 1)
         throw UsageError("usage: kvmgpu restore NAME | kvmgpu restore --all");
-    const auto host_dir = app::host_state_dir(inv.ctx);
-    const auto names = all ? host::list_journals(host_dir) : std::vector<std::string>{inv.args.front()};
-    host::RealSysfsWriter writer;
+    const auto names = all ? app::journal_names(inv.ctx) : std::vector<std::string>{inv.args.front()};
     bool all_ok = true;
     json reports = json::object();
     for (const auto& name : names) {
-        app::VmDir dir(inv.ctx, name);
-        std::optional<app::VmState> state;
-        try {
-            if (dir.exists()) state = dir.read_state();
-        } catch (const std::exception& e) {
-            inv.err << "kvmgpu: warning: " << e.what() << "; taking \"" << name << "\" as not running\n";
+        const auto r = app::restore_vm(inv.ctx, name);
+        for (const auto& w : r.warnings) inv.err << "kvmgpu: warning: " << w << "\n";
+        if (!r.refused.empty()) {
+            inv.err << "kvmgpu: error: " << r.refused << "\n";
+        } else {
+            for (const auto& o : r.report.devices)
+                inv.err << "restoring " << o.address.str() << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
+            if (r.report.devices.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
+            reports[name] = r.report;
         }
-        if (state && dir.liveness(*state) != app::Liveness::stale) {
-            inv.err << "kvmgpu: error: \"" << name << "\" is still running (QEMU pid " << state->qemu_pid
-                    << "); stop it first: kvmgpu stop " << name << "\n";
-            all_ok = false;
-            continue;
-        }
-        const auto journal = host::read_journal(host_dir, name);
-        std::vector<util::PciAddress> addresses;
-        if (journal)
-            for (const auto& e : journal->devices) addresses.push_back(e.address);
-        const auto report = host::restore_devices(inv.ctx.host_root, host_dir, name, writer);
-        for (const auto& o : report.devices) {
-            inv.err << "restoring " << o.address.str() << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
-            if (o.ok) host::release_locks(host_dir, name, {o.address});
-        }
-        if (report.devices.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
-        if (report.ok()) dir.remove();  // a left-over runtime directory goes with it
-        all_ok = all_ok && report.ok();
-        reports[name] = report;
+        all_ok = all_ok && r.ok();
     }
     if (inv.json) inv.out << reports.dump() << "\n";
     return all_ok ? ok : failure;

@@ -1,0 +1,81 @@
+#include "app/host_ops.hpp"
+
+#include <unistd.h>
+
+#include "app/launch.hpp"
+#include "app/vm_dir.hpp"
+#include "host/journal.hpp"
+#include "host/lock.hpp"
+#include "host/sysfs.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::app {
+
+host::HostModel scan(const Context& ctx, bool names) {
+    return host::scan_host(ctx.host_root, {.names = names});
+}
+
+host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
+    const auto model = scan(ctx, names);
+    host::CheckOptions options;
+    options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
+    return host::check(profile, model, options);
+}
+
+host::BindResult bind_by_hand(const Context& ctx, const std::string& name,
+                              const std::vector<util::PciAddress>& devices) {
+    const auto model = scan(ctx, false);
+    for (const auto& a : devices) {
+        const auto* d = model.find(a);
+        if (!d)
+            throw HostInputError("PCI device " + util::quoted(a.str()) +
+                                 " does not exist on this host; `kvmgpu list` shows the devices");
+        if (d->is_bridge() || d->is_chipset())
+            throw HostInputError("PCI device " + util::quoted(a.str()) + " is a " +
+                                 (d->is_bridge() ? "PCI bridge" : "chipset function") +
+                                 ", which vfio-pci does not take; pass the devices behind it");
+    }
+    const auto host_dir = host_state_dir(ctx);
+    ensure_private_dir(ctx.runtime_dir);
+    std::filesystem::create_directories(host_dir);
+    // The locks only refuse devices a running VM holds: this process ends at once, so they are
+    // released again after the bind (the journal keeps what `restore` needs).
+    host::acquire_locks(host_dir, name, ::getpid(), devices, lock_liveness(ctx));
+    host::RealSysfsWriter writer;
+    try {
+        auto result = host::bind_devices(ctx.host_root, host_dir, name, devices, writer);
+        host::release_locks(host_dir, name, devices);
+        return result;
+    } catch (...) {
+        host::release_locks(host_dir, name, devices);
+        throw;
+    }
+}
+
+RestoreResult restore_vm(const Context& ctx, const std::string& name) {
+    RestoreResult out;
+    out.name = name;
+    VmDir dir(ctx, name);
+    std::optional<VmState> state;
+    try {
+        if (dir.exists()) state = dir.read_state();
+    } catch (const std::exception& e) {
+        out.warnings.push_back(std::string(e.what()) + "; taking \"" + name + "\" as not running");
+    }
+    if (state && dir.liveness(*state) != Liveness::stale) {
+        out.refused = "\"" + name + "\" is still " + std::string(liveness_name(dir.liveness(*state))) +
+                      " (QEMU pid " + std::to_string(state->qemu_pid) + "); stop it first: kvmgpu stop " + name;
+        return out;
+    }
+    const auto host_dir = host_state_dir(ctx);
+    host::RealSysfsWriter writer;
+    out.report = host::restore_devices(ctx.host_root, host_dir, name, writer);
+    for (const auto& o : out.report.devices)
+        if (o.ok) host::release_locks(host_dir, name, {o.address});
+    if (out.report.ok()) dir.remove();  // a left-over runtime directory goes with it
+    return out;
+}
+
+std::vector<std::string> journal_names(const Context& ctx) { return host::list_journals(host_state_dir(ctx)); }
+
+}  // namespace kvmgpu::app

@@ -1,0 +1,50 @@
+#pragma once
+// The host sequences behind `kvmgpu list`, `check`, `bind` and `restore` (and the check that
+// `run` and a dry run make): the host layer's pieces put together with kvmgpu's own state —
+// where journals and locks live, which VMs run.
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "app/context.hpp"
+#include "host/binder.hpp"
+#include "host/check.hpp"
+#include "host/host_model.hpp"
+#include "profile/profile.hpp"
+
+namespace kvmgpu::app {
+
+// Bad input for a host command, found before anything changed (exit 2).
+struct HostInputError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+// The host as it is now; `names` looks device names up in pci.ids (for people, not launches).
+host::HostModel scan(const Context& ctx, bool names = true);
+
+// check() for a profile, with the reservations of the VMs that run now.
+host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
+
+// `kvmgpu bind`: every address is checked first (a missing device, a bridge or a chipset
+// function is HostInputError and nothing changes); a device a running VM holds is refused.
+// The journal is written under `name`; throws host::BindError after rolling back.
+host::BindResult bind_by_hand(const Context& ctx, const std::string& name,
+                              const std::vector<util::PciAddress>& devices);
+
+struct RestoreResult {
+    std::string name;
+    std::string refused;  // non-empty: not restored, and why (the VM still runs)
+    std::vector<std::string> warnings;
+    host::RestoreReport report;
+    bool ok() const { return refused.empty() && report.ok(); }
+};
+
+// `kvmgpu restore NAME`: gives the devices in NAME's journal back, unless its QEMU still runs;
+// releases the locks of what came back; removes a left-over runtime directory once all did.
+RestoreResult restore_vm(const Context& ctx, const std::string& name);
+
+// Every name that has a journal, for `kvmgpu restore --all`.
+std::vector<std::string> journal_names(const Context& ctx);
+
+}  // namespace kvmgpu::app
