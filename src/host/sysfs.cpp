@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "util/fd.hpp"
+#include "util/text.hpp"
 
 namespace kvmgpu::host {
 
@@ -47,12 +48,9 @@ std::optional<std::uint64_t> parse_hex(std::string_view text) {
     if (text.empty() || text.size() > 16) return std::nullopt;
     std::uint64_t value = 0;
     for (char c : text) {
-        unsigned d;
-        if (c >= '0' && c <= '9') d = static_cast<unsigned>(c - '0');
-        else if (c >= 'a' && c <= 'f') d = static_cast<unsigned>(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') d = static_cast<unsigned>(c - 'A' + 10);
-        else return std::nullopt;
-        value = value * 16 + d;
+        const auto d = util::hex_digit(c);
+        if (!d) return std::nullopt;
+        value = value * 16 + *d;
     }
     return value;
 }

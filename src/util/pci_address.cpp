@@ -1,5 +1,7 @@
 #include "util/pci_address.hpp"
 
+#include "util/text.hpp"
+
 #include <algorithm>
 #include <cstdio>
 
@@ -11,13 +13,9 @@ std::optional<unsigned> take_hex(std::string_view& text, std::size_t digits) {
     if (text.size() < digits) return std::nullopt;
     unsigned value = 0;
     for (std::size_t i = 0; i < digits; ++i) {
-        const char c = text[i];
-        unsigned d;
-        if (c >= '0' && c <= '9') d = static_cast<unsigned>(c - '0');
-        else if (c >= 'a' && c <= 'f') d = static_cast<unsigned>(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') d = static_cast<unsigned>(c - 'A' + 10);
-        else return std::nullopt;
-        value = value * 16 + d;
+        const auto d = hex_digit(text[i]);
+        if (!d) return std::nullopt;
+        value = value * 16 + *d;
     }
     text.remove_prefix(digits);
     return value;

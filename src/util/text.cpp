@@ -35,6 +35,13 @@ std::optional<std::uint64_t> parse_size(std::string_view text) {
     return value << shift;
 }
 
+std::optional<unsigned> hex_digit(char c) {
+    if (c >= '0' && c <= '9') return static_cast<unsigned>(c - '0');
+    if (c >= 'a' && c <= 'f') return static_cast<unsigned>(c - 'a' + 10);
+    if (c >= 'A' && c <= 'F') return static_cast<unsigned>(c - 'A' + 10);
+    return std::nullopt;
+}
+
 std::string format_size(std::uint64_t bytes) {
     static constexpr struct { unsigned shift; char unit; } units[] = {
         {40, 'T'}, {30, 'G'}, {20, 'M'}, {10, 'K'}};

@@ -13,6 +13,9 @@ namespace kvmgpu::util {
 // or on overflow.
 std::optional<std::uint64_t> parse_size(std::string_view text);
 
+// The value of one hexadecimal digit, either case.
+std::optional<unsigned> hex_digit(char c);
+
 // "16G" for 16 GiB; the largest unit that divides the value exactly.
 std::string format_size(std::uint64_t bytes);
 
