@@ -11,8 +11,8 @@
 
 namespace kvmgpu::app {
 
-host::HostModel scan(const Context& ctx, bool names) {
-    return host::scan_host(ctx.host_root, {.names = names});
+host::HostModel scan(const Context& ctx, bool names, bool pci) {
+    return host::scan_host(ctx.host_root, {.names = names, .pci = pci});
 }
 
 host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {

@@ -20,8 +20,9 @@ struct HostInputError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// The host as it is now; `names` looks device names up in pci.ids (for people, not launches).
-host::HostModel scan(const Context& ctx, bool names = true);
+// The host as it is now; `names` looks device names up in pci.ids (for people, not launches);
+// without `pci` no PCI device or IOMMU group is read.
+host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 
 // check() for a profile, with the reservations of the VMs that run now.
 host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);

@@ -100,7 +100,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     try {
         // 1. Check the host; refuse on any error before touching anything.
         // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
-        const auto model = scan(ctx, false);
+        const auto model = scan(ctx, false, !p.pci.empty());
         const auto alive = lock_liveness(ctx);
         host::CheckOptions check_options;
         check_options.locks = host::read_locks(host_dir, alive);

@@ -5,7 +5,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
+#include <functional>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -46,6 +48,8 @@ struct Session : std::enable_shared_from_this<Session> {
     // Lines written but not yet taken by the client.
     std::size_t queued() const { return out.size(); }
     void force_close() { shut(); }
+    bool is_closed() const { return closed; }
+    std::function<void()> on_closed;  // called once, when the socket is closed
 
     local_socket sock;
     bool events = false;
@@ -75,6 +79,7 @@ private:
         boost::system::error_code ec;
         sock.shutdown(local_socket::shutdown_both, ec);
         sock.close(ec);
+        if (on_closed) on_closed();
     }
 
     std::deque<std::string> out;
@@ -211,6 +216,11 @@ private:
             auto sock = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
             if (ec) co_return;
             auto session = std::make_shared<Session>(std::move(sock));
+            // Once the VM has ended, the last session to close lets the loop finish at once.
+            session->on_closed = [this] {
+                if (ended_ && std::all_of(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_closed(); }))
+                    finish_timer_.cancel();
+            };
             sessions_.push_back(session);
             asio::co_spawn(io_, serve(session), asio::detached);
         }
@@ -456,13 +466,16 @@ private:
             if (!id.is_null()) reply["id"] = id;
             session->write(reply);
         }
-        for (auto& s : sessions_) s->close_after_writes();
-        // A client that does not read its last lines does not keep the supervisor alive.
+        // A client that does not read its last lines does not keep the supervisor alive: those
+        // still open after 1 s are closed (the timer is cancelled as soon as all are closed).
         finish_timer_.expires_after(std::chrono::seconds(1));
         finish_timer_.async_wait([this](boost::system::error_code ec) {
             if (ec) return;
             for (auto& s : sessions_) s->force_close();
         });
+        for (auto& s : sessions_) s->close_after_writes();
+        if (std::all_of(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_closed(); }))
+            finish_timer_.cancel();
         outcome["event"] = "stopped";
         outcome["name"] = state_.name;
         report_(outcome);

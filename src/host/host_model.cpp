@@ -163,26 +163,28 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
 
     // Devices: sys/bus/pci/devices/ADDR are symlinks into sys/devices/pci*/...; the attributes
     // are read through the link.
-    for (const auto& entry : list_dir(under(root, "sys/bus/pci/devices"))) {
-        auto address = util::PciAddress::parse(entry.path().filename().string());
-        if (!address) continue;
-        host.devices.push_back(read_device(entry.path(), *address, options.names ? &ids : nullptr));
-    }
-    std::sort(host.devices.begin(), host.devices.end(),
-              [](const auto& a, const auto& b) { return a.address < b.address; });
+    if (options.pci) {
+        for (const auto& entry : list_dir(under(root, "sys/bus/pci/devices"))) {
+            auto address = util::PciAddress::parse(entry.path().filename().string());
+            if (!address) continue;
+            host.devices.push_back(read_device(entry.path(), *address, options.names ? &ids : nullptr));
+        }
+        std::sort(host.devices.begin(), host.devices.end(),
+                  [](const auto& a, const auto& b) { return a.address < b.address; });
 
-    for (const auto& entry : list_dir(under(root, "sys/kernel/iommu_groups"))) {
-        auto id = parse_dec(entry.path().filename().string());
-        if (!id) continue;
-        IommuGroup group{*id, {}};
-        for (const auto& member : list_dir(entry.path() / "devices"))
-            if (auto a = util::PciAddress::parse(member.path().filename().string()))
-                group.devices.push_back(*a);
-        std::sort(group.devices.begin(), group.devices.end());
-        host.groups.push_back(std::move(group));
+        for (const auto& entry : list_dir(under(root, "sys/kernel/iommu_groups"))) {
+            auto id = parse_dec(entry.path().filename().string());
+            if (!id) continue;
+            IommuGroup group{*id, {}};
+            for (const auto& member : list_dir(entry.path() / "devices"))
+                if (auto a = util::PciAddress::parse(member.path().filename().string()))
+                    group.devices.push_back(*a);
+            std::sort(group.devices.begin(), group.devices.end());
+            host.groups.push_back(std::move(group));
+        }
+        std::sort(host.groups.begin(), host.groups.end(),
+                  [](const auto& a, const auto& b) { return a.id < b.id; });
     }
-    std::sort(host.groups.begin(), host.groups.end(),
-              [](const auto& a, const auto& b) { return a.id < b.id; });
 
     for (const auto& entry : list_dir(under(root, "sys/class/iommu")))
         host.iommu_units.push_back(entry.path().filename().string());

@@ -125,6 +125,8 @@ struct HostModel {
 
 struct ScanOptions {
     bool names = true;  // look names up in pci.ids
+    // Read PCI devices and IOMMU groups; a launch without [[pci]] devices needs neither.
+    bool pci = true;
 };
 
 // Reads everything from ROOT/sys, ROOT/proc and ROOT/dev. Missing files give empty or false

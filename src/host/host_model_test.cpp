@@ -128,3 +128,17 @@ TEST_CASE("the host model renders to JSON with addresses and hex ids", "[host]")
     CHECK(j["iommu_groups"][0]["devices"].size() == 3);
     CHECK(j["kvm"]["usable"] == true);
 }
+
+TEST_CASE("a scan without PCI reads no device or group but the rest of the host", "[host]") {
+    HostFixture fx;
+    kvmgpu::test::add_gpu_with_audio(fx);
+    const auto full = scan_host(fx.root());
+    const auto lean = scan_host(fx.root(), {.names = false, .pci = false});
+    CHECK(full.devices.size() == 3);
+    CHECK_FALSE(full.groups.empty());
+    CHECK(lean.devices.empty());
+    CHECK(lean.groups.empty());
+    CHECK(lean.iommu_units == full.iommu_units);
+    CHECK(lean.kvm_exists == full.kvm_exists);
+    CHECK(lean.online_cpus == full.online_cpus);
+}
