@@ -7,11 +7,18 @@
 
 namespace kvmgpu::app {
 
-qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
-                             std::vector<std::string>& warnings) {
+qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
+                                 const host::CheckResult& checked) {
     qemu::HostFacts facts;
     facts.runtime_dir = ctx.vm_runtime_dir(p.name);
     facts.state_dir = ctx.vm_state_dir(p.name);
+    facts.extra_functions = checked.plan.auto_added;
+    facts.mmio64_mb = checked.mmio64_mb;
+    return facts;
+}
+
+qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
+                             std::vector<std::string>& warnings) {
     // The same check a real run makes; here its errors are only warnings, so that a profile can
     // be looked at on a machine without its GPU.
     const auto checked = check_host(p, ctx);
@@ -19,9 +26,7 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
         if (f.severity == host::Severity::ok) continue;
         warnings.push_back(f.text() + (f.severity == host::Severity::error ? " (a real run would refuse to start)" : ""));
     }
-    facts.extra_functions = checked.plan.auto_added;
-    facts.mmio64_mb = checked.mmio64_mb;
-    return facts;
+    return facts_from_check(p, ctx, checked);
 }
 
 DryRun dry_run(const std::filesystem::path& profile_file, const Context& ctx) {

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "app/context.hpp"
+#include "host/check.hpp"
 #include "profile/diagnostic.hpp"
 #include "profile/profile.hpp"
 #include "qemu/argv.hpp"
@@ -25,5 +26,10 @@ DryRun dry_run(const std::filesystem::path& profile_file, const Context& ctx);
 // The host facts the argv needs, read under ctx.host_root; problems become `warnings`.
 qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
                              std::vector<std::string>& warnings);
+
+// The argv's facts from a host check: the VM's directories, the functions the check added,
+// OVMF's MMIO window.
+qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
+                                 const host::CheckResult& checked);
 
 }  // namespace kvmgpu::app

@@ -9,6 +9,7 @@
 #include <thread>
 #include <filesystem>
 
+#include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
 #include "app/vm_dir.hpp"
 #include "host/binder.hpp"
@@ -30,11 +31,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 
 void step(const Report& report, const std::string& name, const std::string& message, json extra = json::object()) {
-    extra["event"] = "step";
-    extra["step"] = name;
-    extra["message"] = message;
-    if (!extra.contains("ok")) extra["ok"] = true;
-    report(extra);
+    report_step(report, name, message, std::move(extra));
 }
 
 // Thrown for a failure of the launch sequence that was already reported as a failed step.
@@ -176,11 +173,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         // 4. Hooks, firmware variables, then QEMU.
         run_hook(report, "prestart", p.hooks.prestart, dir.path() / "hooks.log");
 
-        qemu::HostFacts facts;
-        facts.runtime_dir = dir.path();
-        facts.state_dir = ctx.vm_state_dir(p.name);
-        facts.extra_functions = checked.plan.auto_added;
-        facts.mmio64_mb = checked.mmio64_mb;
+        const auto facts = facts_from_check(p, ctx, checked);
         if (p.firmware.type == profile::FirmwareType::ovmf) {
             const auto copy = qemu::vars_copy(facts);
             if (!fs::exists(copy)) {

@@ -115,11 +115,7 @@ public:
 
 private:
     void step(const std::string& name, const std::string& message, json extra = json::object()) {
-        extra["event"] = "step";
-        extra["step"] = name;
-        extra["message"] = message;
-        if (!extra.contains("ok")) extra["ok"] = true;
-        report_(extra);
+        report_step(report_, name, message, std::move(extra));
     }
 
     // ---- start: negotiate, configure, cont ----
@@ -512,6 +508,14 @@ private:
 };
 
 }  // namespace
+
+void report_step(const Report& report, const std::string& name, const std::string& message, nlohmann::json extra) {
+    extra["event"] = "step";
+    extra["step"] = name;
+    extra["message"] = message;
+    if (!extra.contains("ok")) extra["ok"] = true;
+    report(extra);
+}
 
 SupervisionResult supervise(const VmDir& dir, util::ChildProcess& qemu, VmState state,
                             const SuperviseOptions& options, const Report& report,

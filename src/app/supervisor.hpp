@@ -19,6 +19,10 @@ namespace kvmgpu::app {
 // "stopped", ...}. The CLI renders them as text lines or prints them as JSON lines.
 using Report = std::function<void(const nlohmann::json&)>;
 
+// Reports one step: {"event": "step", "step": NAME, "message": MESSAGE, "ok": true, ...extra}.
+void report_step(const Report& report, const std::string& name, const std::string& message,
+                 nlohmann::json extra = nlohmann::json::object());
+
 struct SuperviseOptions {
     // How long a stop (Ctrl-C, SIGTERM, `kvmgpu stop`) waits for the guest to power off after
     // the ACPI power button before QEMU is told to quit.
