@@ -1,3 +1,4 @@
+# shellcheck shell=sh
 # Helpers for the guest scripts (busybox sh), sourced by tests/e2e/guest-steps and
 # scripts/test-guest-demo inside the test guest.
 
