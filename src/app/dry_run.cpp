@@ -8,7 +8,7 @@
 namespace kvmgpu::app {
 
 qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
-                                 const host::CheckResult& checked) {
+                                 const preflight::CheckResult& checked) {
     qemu::HostFacts facts;
     facts.runtime_dir = ctx.vm_runtime_dir(p.name);
     facts.state_dir = ctx.vm_state_dir(p.name);
@@ -23,8 +23,8 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
     // be looked at on a machine without its GPU.
     const auto checked = check_host(p, ctx);
     for (const auto& f : checked.findings) {
-        if (f.severity == host::Severity::ok) continue;
-        warnings.push_back(f.text() + (f.severity == host::Severity::error ? " (a real run would refuse to start)" : ""));
+        if (f.severity == preflight::Severity::ok) continue;
+        warnings.push_back(f.text() + (f.severity == preflight::Severity::error ? " (a real run would refuse to start)" : ""));
     }
     return facts_from_check(p, ctx, checked);
 }

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "app/context.hpp"
-#include "host/check.hpp"
+#include "preflight/check.hpp"
 #include "profile/diagnostic.hpp"
 #include "profile/profile.hpp"
 #include "qemu/argv.hpp"
@@ -30,6 +30,6 @@ qemu::HostFacts gather_facts(const profile::Profile& p, const Context& ctx,
 // The argv's facts from a host check: the VM's directories, the functions the check added,
 // OVMF's MMIO window.
 qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
-                                 const host::CheckResult& checked);
+                                 const preflight::CheckResult& checked);
 
 }  // namespace kvmgpu::app

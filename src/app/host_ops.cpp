@@ -15,11 +15,11 @@ host::HostModel scan(const Context& ctx, bool names, bool pci) {
     return host::scan_host(ctx.host_root, {.names = names, .pci = pci});
 }
 
-host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
+preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
     const auto model = scan(ctx, names);
-    host::CheckOptions options;
+    preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
-    return host::check(profile, model, options);
+    return preflight::check(profile, model, options);
 }
 
 host::BindResult bind_by_hand(const Context& ctx, const std::string& name,

@@ -9,7 +9,7 @@
 
 #include "app/context.hpp"
 #include "host/binder.hpp"
-#include "host/check.hpp"
+#include "preflight/check.hpp"
 #include "host/host_model.hpp"
 #include "profile/profile.hpp"
 
@@ -25,7 +25,7 @@ struct HostInputError : std::runtime_error {
 host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 
 // check() for a profile, with the reservations of the VMs that run now.
-host::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
+preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
 
 // `kvmgpu bind`: every address is checked first (a missing device, a bridge or a chipset
 // function is HostInputError and nothing changes); a device a running VM holds is refused.

@@ -13,7 +13,7 @@
 #include "app/host_ops.hpp"
 #include "app/vm_dir.hpp"
 #include "host/binder.hpp"
-#include "host/check.hpp"
+#include "preflight/check.hpp"
 #include "host/host_model.hpp"
 #include "host/lock.hpp"
 #include "host/sysfs.hpp"
@@ -99,16 +99,16 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
         const auto model = scan(ctx, false, !p.pci.empty());
         const auto alive = lock_liveness(ctx);
-        host::CheckOptions check_options;
+        preflight::CheckOptions check_options;
         check_options.locks = host::read_locks(host_dir, alive);
-        const auto checked = host::check(p, model, check_options);
+        const auto checked = preflight::check(p, model, check_options);
         for (const auto& f : checked.findings) {
-            if (f.severity == host::Severity::ok) continue;
-            report({{"event", "finding"}, {"severity", host::severity_name(f.severity)}, {"code", f.code}, {"message", f.text()}});
+            if (f.severity == preflight::Severity::ok) continue;
+            report({{"event", "finding"}, {"severity", preflight::severity_name(f.severity)}, {"code", f.code}, {"message", f.text()}});
         }
         if (!checked.ok())
             fail(report, "check", "checking the host",
-                 "the host is not ready for \"" + p.name + "\" (" + std::to_string(checked.count(host::Severity::error)) +
+                 "the host is not ready for \"" + p.name + "\" (" + std::to_string(checked.count(preflight::Severity::error)) +
                      " errors above); nothing was changed. `kvmgpu check " + p.file.string() + "` explains each");
         step(report, "check", "checking the host");
 

@@ -99,7 +99,7 @@ int check_command(Invocation& inv) {
     }
     print_diagnostics(inv.err, loaded.diagnostics, file);
     for (const auto& f : result.findings) {
-        inv.out << host::severity_name(f.severity) << ": " << f.what << "\n";
+        inv.out << preflight::severity_name(f.severity) << ": " << f.what << "\n";
         if (!f.why.empty()) inv.out << "    why: " << f.why << "\n";
         if (!f.fix.empty()) inv.out << "    fix: " << f.fix << "\n";
     }
@@ -108,8 +108,8 @@ int check_command(Invocation& inv) {
         for (const auto& a : result.plan.auto_added) inv.out << " " << a.str();
         inv.out << " (other functions of the same card, in the same IOMMU group)\n";
     }
-    const auto errors = result.count(host::Severity::error);
-    const auto warnings = result.count(host::Severity::warning);
+    const auto errors = result.count(preflight::Severity::error);
+    const auto warnings = result.count(preflight::Severity::warning);
     inv.out << (result.ok() ? "ready" : "not ready") << ": " << errors << " error" << (errors == 1 ? "" : "s") << ", "
             << warnings << " warning" << (warnings == 1 ? "" : "s") << "\n";
     return result.ok() ? ok : failure;

@@ -17,15 +17,4 @@ bool has_errors(const Diagnostics& diagnostics) {
                        [](const Diagnostic& d) { return d.severity == Severity::error; });
 }
 
-SourcePos Profile::where(const std::string& key_path) const {
-    // A key not written in the file falls back to its table, then to the top of the file.
-    std::string path = key_path;
-    while (true) {
-        if (auto it = positions.find(path); it != positions.end()) return it->second;
-        const auto cut = path.find_last_of(".[");
-        if (cut == std::string::npos) return {};
-        path.resize(cut);
-    }
-}
-
 }  // namespace kvmgpu::profile

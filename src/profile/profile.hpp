@@ -106,6 +106,11 @@ struct LookingGlass {
     bool hdr = false;
     LookingGlassBackend backend = LookingGlassBackend::shm;
     std::filesystem::path path;  // empty: /dev/shm/looking-glass or /dev/kvmfr0
+
+    // Derived: the shared memory the VM gets — the configured size, or for "auto" the frame
+    // size (2 frames of WIDTHxHEIGHT at 4 bytes a pixel, 8 with HDR) + 10 MiB, rounded up to a
+    // power of two, the rule of the Looking Glass documentation.
+    std::uint64_t shared_memory_bytes() const;
 };
 
 struct Audio {

@@ -389,7 +389,7 @@ void check_looking_glass(const Profile& p, Checker& c) {
     }
     LookingGlass automatic = lg;
     automatic.size_auto = true;
-    const auto needed = looking_glass_bytes(automatic);
+    const auto needed = automatic.shared_memory_bytes();
     if (lg.size < needed)
         c.warning("looking_glass.size",
                   "[looking_glass] size " + util::format_size(lg.size) + " is smaller than the " +
@@ -424,13 +424,6 @@ void check_audio_hooks_qemu(const Profile& p, Checker& c) {
 }
 
 }  // namespace
-
-std::uint64_t looking_glass_bytes(const LookingGlass& lg) {
-    if (!lg.size_auto && lg.size) return lg.size;
-    const std::uint64_t bytes_per_pixel = lg.hdr ? 8 : 4;
-    const std::uint64_t frames = std::uint64_t{lg.width} * lg.height * bytes_per_pixel * 2;
-    return std::bit_ceil(frames + 10 * MiB);
-}
 
 void validate(const Profile& p, Diagnostics& out) {
     Checker c(p, out);

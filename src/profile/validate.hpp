@@ -10,11 +10,6 @@ namespace kvmgpu::profile {
 // Appends every problem of `profile` to `out`, errors and warnings, each with file:line:column.
 void validate(const Profile& profile, Diagnostics& out);
 
-// Looking Glass shared memory for the profile: the configured size, or for "auto" the frame
-// size (2 frames of WIDTHxHEIGHT at 4 bytes a pixel, 8 with HDR) + 10 MiB, rounded up to a power
-// of two — the rule of the Looking Glass documentation.
-std::uint64_t looking_glass_bytes(const LookingGlass& lg);
-
 }  // namespace kvmgpu::profile
 
 namespace kvmgpu::profile {

@@ -84,19 +84,19 @@ TEST_CASE("looking glass auto size follows the documented rule", "[profile]") {
     lg.enabled = true;
     lg.width = 1920;
     lg.height = 1080;
-    CHECK(looking_glass_bytes(lg) == 32ull << 20);
+    CHECK(lg.shared_memory_bytes() == 32ull << 20);
     lg.width = 2560;
     lg.height = 1440;
-    CHECK(looking_glass_bytes(lg) == 64ull << 20);
+    CHECK(lg.shared_memory_bytes() == 64ull << 20);
     lg.hdr = true;
-    CHECK(looking_glass_bytes(lg) == 128ull << 20);
+    CHECK(lg.shared_memory_bytes() == 128ull << 20);
     lg.width = 3840;
     lg.height = 2160;
     lg.hdr = false;
-    CHECK(looking_glass_bytes(lg) == 128ull << 20);
+    CHECK(lg.shared_memory_bytes() == 128ull << 20);
     lg.size_auto = false;
     lg.size = 256ull << 20;
-    CHECK(looking_glass_bytes(lg) == 256ull << 20);
+    CHECK(lg.shared_memory_bytes() == 256ull << 20);
 }
 
 TEST_CASE("every problem is reported at once, in file order", "[profile]") {

@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <map>
 
-#include "profile/validate.hpp"
 #include "qemu/options.hpp"
 #include "util/text.hpp"
 
@@ -305,7 +304,7 @@ private:
         add("-object", "memory-backend-file")
             .set("id", "kvmgpu-lg")
             .set("mem-path", path.string())
-            .set("size", util::format_size(profile::looking_glass_bytes(lg)))
+            .set("size", util::format_size(lg.shared_memory_bytes()))
             .set("share", "on");
         add("-device", "ivshmem-plain").set("memdev", "kvmgpu-lg").set("id", "kvmgpu-lg-dev");
     }

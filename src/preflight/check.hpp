@@ -22,7 +22,7 @@
 #include "profile/profile.hpp"
 #include "util/pci_address.hpp"
 
-namespace kvmgpu::host {
+namespace kvmgpu::preflight {
 
 enum class Severity { ok, warning, error };
 std::string_view severity_name(Severity severity);
@@ -45,7 +45,7 @@ struct Finding {
 struct CheckOptions {
     std::string vm;         // the VM's name for reservations; empty: profile.name
     pid_t self_pid = 0;     // our own pid: our own locks are not a conflict; 0: getpid()
-    std::vector<DeviceLock> locks;  // read_locks(runtime_dir)
+    std::vector<host::DeviceLock> locks;  // read_locks(runtime_dir)
     // The 64-bit PCI MMIO window OVMF gives the guest when not told otherwise.
     std::uint64_t ovmf_default_mmio64 = std::uint64_t{32} << 30;
     // The OVMF files the QEMU layer uses when the profile leaves firmware.code/vars empty
@@ -66,7 +66,7 @@ struct BindPlan {
 };
 
 // Profile devices missing from the host are kept in `devices` (check() reports them).
-BindPlan plan_binding(const profile::Profile& profile, const HostModel& host);
+BindPlan plan_binding(const profile::Profile& profile, const host::HostModel& host);
 
 struct CheckResult {
     std::vector<Finding> findings;
@@ -82,7 +82,7 @@ struct CheckResult {
     const Finding* find(std::string_view code) const;  // the first finding with this code
 };
 
-CheckResult check(const profile::Profile& profile, const HostModel& host,
+CheckResult check(const profile::Profile& profile, const host::HostModel& host,
                   const CheckOptions& options = {});
 
 // How a profile path maps to the host; see the comment at the top.
@@ -94,4 +94,4 @@ void to_json(nlohmann::json& j, const Finding& finding);
 void to_json(nlohmann::json& j, const BindPlan& plan);
 void to_json(nlohmann::json& j, const CheckResult& result);
 
-}  // namespace kvmgpu::host
+}  // namespace kvmgpu::preflight

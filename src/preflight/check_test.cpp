@@ -1,4 +1,4 @@
-#include "host/check.hpp"
+#include "preflight/check.hpp"
 
 #include <unistd.h>
 
@@ -9,6 +9,7 @@
 
 using namespace kvmgpu;
 using namespace kvmgpu::host;
+using namespace kvmgpu::preflight;
 using kvmgpu::test::DeviceSpec;
 using kvmgpu::test::HostFixture;
 using util::PciAddress;

@@ -1,4 +1,4 @@
-#include "host/check.hpp"
+#include "preflight/check.hpp"
 
 #include <unistd.h>
 
@@ -8,7 +8,9 @@
 #include "host/sysfs.hpp"
 #include "util/text.hpp"
 
-namespace kvmgpu::host {
+namespace kvmgpu::preflight {
+
+using namespace kvmgpu::host;  // the host facts a profile is weighed against
 
 namespace fs = std::filesystem;
 using util::PciAddress;
@@ -533,4 +535,4 @@ void to_json(nlohmann::json& j, const CheckResult& r) {
          {"mmio64_mb", r.mmio64_mb ? nlohmann::json(*r.mmio64_mb) : nlohmann::json(nullptr)}};
 }
 
-}  // namespace kvmgpu::host
+}  // namespace kvmgpu::preflight

@@ -1,0 +1,26 @@
+#include "profile/profile.hpp"
+
+#include <bit>
+
+namespace kvmgpu::profile {
+
+std::uint64_t LookingGlass::shared_memory_bytes() const {
+    constexpr std::uint64_t MiB = std::uint64_t{1} << 20;
+    if (!size_auto && size) return size;
+    const std::uint64_t bytes_per_pixel = hdr ? 8 : 4;
+    const std::uint64_t frames = std::uint64_t{width} * height * bytes_per_pixel * 2;
+    return std::bit_ceil(frames + 10 * MiB);
+}
+
+SourcePos Profile::where(const std::string& key_path) const {
+    // A key not written in the file falls back to its table, then to the top of the file.
+    std::string path = key_path;
+    while (true) {
+        if (auto it = positions.find(path); it != positions.end()) return it->second;
+        const auto cut = path.find_last_of(".[");
+        if (cut == std::string::npos) return {};
+        path.resize(cut);
+    }
+}
+
+}  // namespace kvmgpu::profile
