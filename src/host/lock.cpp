@@ -11,6 +11,7 @@
 
 #include "host/sysfs.hpp"
 #include "util/fd.hpp"
+#include "util/proc.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::host {
@@ -20,6 +21,13 @@ namespace fs = std::filesystem;
 bool pid_alive(pid_t pid) {
     if (pid <= 0) return false;
     return ::kill(pid, 0) == 0 || errno == EPERM;
+}
+
+bool owner_alive(const LockOwner& owner) {
+    if (owner.pid <= 0) return false;
+    // No recorded start time: a lock of an older kvmgpu, judged the way that kvmgpu did.
+    if (owner.start_time == 0) return pid_alive(owner.pid);
+    return util::process_alive(owner.pid, owner.start_time);
 }
 
 fs::path lock_path(const fs::path& runtime_dir, const util::PciAddress& address) {
@@ -58,7 +66,9 @@ std::optional<LockOwner> read_owner(const fs::path& file) {
     if (!text) return std::nullopt;
     try {
         const auto j = nlohmann::json::parse(*text);
-        return LockOwner{j.at("vm").get<std::string>(), j.at("pid").get<pid_t>()};
+        // "start_time" is absent from the lock files of older kvmgpu versions: 0, unknown.
+        return LockOwner{j.at("vm").get<std::string>(), j.at("pid").get<pid_t>(),
+                         j.value("start_time", std::uint64_t{0})};
     } catch (const std::exception&) {
         return std::nullopt;
     }
@@ -68,7 +78,11 @@ std::optional<LockOwner> read_owner(const fs::path& file) {
 int create_lock(const fs::path& file, const LockOwner& owner) {
     util::Fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
     if (!fd) return errno;
-    const std::string text = nlohmann::json{{"vm", owner.vm}, {"pid", owner.pid}}.dump() + "\n";
+    nlohmann::json j{{"vm", owner.vm}, {"pid", owner.pid}};
+    // An unknown start time is left out rather than written as 0: the file then reads exactly
+    // like an older kvmgpu's, which is what it means.
+    if (owner.start_time != 0) j["start_time"] = owner.start_time;
+    const std::string text = j.dump() + "\n";
     int error = 0;
     const ssize_t n = ::write(fd.get(), text.data(), text.size());
     if (n < 0) error = errno;
@@ -78,9 +92,20 @@ int create_lock(const fs::path& file, const LockOwner& owner) {
     return error;
 }
 
+// Whether two owners name the same process: the same pid, and the same start time unless
+// either is unknown.
+bool same_process(const LockOwner& a, const LockOwner& b) {
+    return a.pid == b.pid &&
+           (a.start_time == 0 || b.start_time == 0 || a.start_time == b.start_time);
+}
+
+OwnerAlive by_pid(const PidAlive& alive) {
+    return [alive](const LockOwner& owner) { return alive(owner.pid); };
+}
+
 }  // namespace
 
-std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const PidAlive& alive) {
+std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const OwnerAlive& alive) {
     std::vector<DeviceLock> locks;
     std::error_code ec;
     for (fs::directory_iterator it(runtime_dir / "locks", ec), end; !ec && it != end;
@@ -91,19 +116,36 @@ std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const PidAlive& 
         if (!address) continue;
         auto owner = read_owner(it->path());
         if (!owner) continue;
-        locks.push_back(DeviceLock{*address, *owner, alive(owner->pid)});
+        const bool live = alive(*owner);
+        locks.push_back(DeviceLock{*address, std::move(*owner), live});
     }
     std::sort(locks.begin(), locks.end(),
               [](const auto& a, const auto& b) { return a.address < b.address; });
     return locks;
 }
 
+std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const PidAlive& alive) {
+    return read_locks(runtime_dir, by_pid(alive));
+}
+
+AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, pid_t pid,
+                            const std::vector<util::PciAddress>& addresses,
+                            const OwnerAlive& alive) {
+    return acquire_locks(runtime_dir, LockOwner{vm, pid, util::process_start_time(pid).value_or(0)},
+                         addresses, alive);
+}
+
 AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, pid_t pid,
                             const std::vector<util::PciAddress>& addresses, const PidAlive& alive) {
+    return acquire_locks(runtime_dir, vm, pid, addresses, by_pid(alive));
+}
+
+AcquireResult acquire_locks(const fs::path& runtime_dir, const LockOwner& self,
+                            const std::vector<util::PciAddress>& addresses,
+                            const OwnerAlive& alive) {
     DirMutex mutex(runtime_dir);
     AcquireResult result;
     std::vector<fs::path> created;
-    const LockOwner self{vm, pid};
     auto undo = [&] {
         for (auto it = created.rbegin(); it != created.rend(); ++it) ::unlink(it->c_str());
     };
@@ -112,8 +154,8 @@ AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, 
         int error = create_lock(file, self);
         if (error == EEXIST) {
             auto owner = read_owner(file);
-            if (owner && owner->vm == vm && owner->pid == pid) continue;  // ours already
-            if (owner && alive(owner->pid)) {
+            if (owner && owner->vm == self.vm && same_process(*owner, self)) continue;  // ours already
+            if (owner && alive(*owner)) {
                 undo();
                 throw LockError(address, *owner,
                                 "PCI device " + util::quoted(address.str()) +
@@ -122,8 +164,9 @@ AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, 
                                     "); stop that VM first, or remove the device from this "
                                     "profile");
             }
-            // Stale (dead owner) or unreadable: replace it. The mutex makes the
-            // unlink-then-create pair atomic with respect to other kvmgpu processes.
+            // Stale (dead owner, or its pid now names another process) or unreadable: replace
+            // it. The mutex makes the unlink-then-create pair atomic with respect to other
+            // kvmgpu processes.
             if (owner) result.taken_over.push_back(DeviceLock{address, *owner, false});
             ::unlink(file.c_str());
             error = create_lock(file, self);
@@ -155,6 +198,7 @@ void to_json(nlohmann::json& j, const DeviceLock& lock) {
     j = {{"address", lock.address.str()},
          {"vm", lock.owner.vm},
          {"pid", lock.owner.pid},
+         {"start_time", lock.owner.start_time},
          {"alive", lock.alive}};
 }
 

@@ -325,7 +325,9 @@ private:
         std::set<PciAddress> binding(r_.plan.devices.begin(), r_.plan.devices.end());
         for (const DeviceLock& lock : o_.locks) {
             if (!binding.count(lock.address)) continue;
-            if (lock.owner.vm == vm && lock.owner.pid == self) continue;
+            // Ours only while its owner is alive: a dead owner with our pid was an earlier process
+            // whose pid we reuse, and its lock is as stale as any other.
+            if (lock.owner.vm == vm && lock.owner.pid == self && lock.alive) continue;
             const std::string who = "VM " + util::quoted(lock.owner.vm) + " (pid " +
                                     std::to_string(lock.owner.pid) + ")";
             if (lock.alive) {

@@ -246,6 +246,16 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
              s.options.locks.push_back(DeviceLock{addr("0000:01:00.0"), {"test", ::getpid()}, true});
          },
          [](const CheckResult& r) { CHECK(codes(r, Severity::error).empty()); }},
+        {"a reservation under our name and pid by an earlier, dead process is a stale-lock warning",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.options.locks.push_back(
+                 DeviceLock{addr("0000:01:00.0"), {"test", ::getpid(), 1}, false});
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"stale-lock"});
+         }},
         {"too few free 2 MiB hugepages is an error with the exact echo fix",
          {},
          [](Setup& s) {
