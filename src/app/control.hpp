@@ -9,13 +9,14 @@
 #include <nlohmann/json.hpp>
 
 #include "app/context.hpp"
+#include "util/error.hpp"
 #include "app/vm_dir.hpp"
 
 namespace kvmgpu::app {
 
 // A VM that cannot be found or reached; what() names it and says what to do.
-struct NotRunning : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct NotRunning : util::RuntimeFailure {
+    explicit NotRunning(const std::string& message) : util::RuntimeFailure(message, "not-running") {}
 };
 
 struct VmHandle {

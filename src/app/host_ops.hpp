@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/context.hpp"
+#include "util/error.hpp"
 #include "host/binder.hpp"
 #include "preflight/check.hpp"
 #include "host/host_model.hpp"
@@ -16,8 +17,8 @@
 namespace kvmgpu::app {
 
 // Bad input for a host command, found before anything changed (exit 2).
-struct HostInputError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct HostInputError : util::BadInput {
+    explicit HostInputError(const std::string& message) : util::BadInput(message, "bad-device") {}
 };
 
 // The host as it is now; `names` looks device names up in pci.ids (for people, not launches);

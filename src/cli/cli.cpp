@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "cli/command.hpp"
+#include "cli/output.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::cli {
@@ -133,6 +134,15 @@ std::optional<std::size_t> command_index(const std::vector<std::string>& args,
     return std::nullopt;
 }
 
+// Whether --json is among the global options (before a "--" that ends them).
+bool wants_json(const std::vector<std::string>& args) {
+    for (const auto& a : args) {
+        if (a == "--") return false;
+        if (a == "--json") return true;
+    }
+    return false;
+}
+
 int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
              Getenv getenv_fn) {
     Globals g;
@@ -203,12 +213,11 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
     inv.ctx = make_context(g, getenv_fn);
     inv.json = g.json;
     if (inv.options.count("args")) inv.args = inv.options["args"].as<std::vector<std::string>>();
-    if (!cmd->handler) {
-        err << "kvmgpu: error: `kvmgpu " << cmd->name
-            << "` is not available in this version yet; it arrives with the " << cmd->arrives
-            << " work (`kvmgpu --help` shows what is available)\n";
-        return failure;
-    }
+    if (!cmd->handler)
+        throw util::RuntimeFailure("`kvmgpu " + std::string(cmd->name) +
+                                       "` is not available in this version yet; it arrives with the " +
+                                       std::string(cmd->arrives) + " work (`kvmgpu --help` shows what is available)",
+                                   "not-available");
     return cmd->handler(inv);
 }
 
@@ -216,17 +225,16 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
 
 int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& err,
         Getenv getenv_fn) {
+    // Known before the options are parsed, so that an error in the options is JSON too.
+    const bool json = wants_json(args);
     try {
         return dispatch(args, out, err, getenv_fn);
-    } catch (const UsageError& e) {
-        err << "kvmgpu: error: " << e.what() << "\n";
-        return bad_input;
+    } catch (const util::Error& e) {
+        return print_error(out, err, json, e.what(), e.exit_code(), e.code());
     } catch (const po::error& e) {
-        err << "kvmgpu: error: " << e.what() << " (see `kvmgpu --help`)\n";
-        return bad_input;
+        return print_error(out, err, json, std::string(e.what()) + " (see `kvmgpu --help`)", bad_input, "usage");
     } catch (const std::exception& e) {
-        err << "kvmgpu: error: " << e.what() << "\n";
-        return failure;
+        return print_error(out, err, json, e.what(), failure, "failed");
     }
 }
 

@@ -46,6 +46,15 @@ fs::path write_file(const TempDir& dir, const std::string& name, const std::stri
     return dir.path() / name;
 }
 
+// Every line of `out` as a JSON value.
+std::vector<nlohmann::json> json_lines(const std::string& out) {
+    std::vector<nlohmann::json> lines;
+    std::istringstream in(out);
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
+    return lines;
+}
+
 std::string demo() { return (source_dir / "profiles" / "demo.toml").string(); }
 
 }  // namespace
@@ -130,11 +139,41 @@ TEST_CASE("a bad profile lists every problem with file:line:col and exits 2", "[
 
     const auto j = invoke({"run", "--dry-run", "--json", file.string()});
     CHECK(j.code == 2);
-    const auto parsed = nlohmann::json::parse(j.out);
+    const auto lines = json_lines(j.out);
+    REQUIRE(lines.size() == 2);
+    const auto& parsed = lines[0];
     REQUIRE(parsed["diagnostics"].size() == 2);
     CHECK(parsed["diagnostics"][1]["key"] == "cpu.hide_kmv");
     CHECK(parsed["diagnostics"][1]["line"] == 4);
     CHECK_FALSE(parsed.contains("argv"));
+    // Under --json the error that ends the command is JSON too, as the last line.
+    CHECK(lines[1]["exit"] == 2);
+    CHECK(lines[1]["code"] == "invalid-profile");
+    CHECK(lines[1]["error"].get<std::string>().find(" has 2 errors") != std::string::npos);
+}
+
+TEST_CASE("under --json every failing command ends with one JSON error object carrying its exit code", "[cli]") {
+    TempDir dir;
+    struct Case { std::vector<std::string> args; int exit; const char* code; const char* fragment; };
+    for (const auto& c : {
+             Case{{"--json", "rnu"}, 2, "usage", "did you mean \"run\"?"},
+             Case{{"status", "--json", "--bogus"}, 2, "usage", "bogus"},
+             Case{{"--json", "bind", "not-an-address"}, 2, "usage", "is not a PCI address"},
+             Case{{"--json", "status", "nosuchvm", "--runtime-dir", dir.path().string()}, 1, "not-running",
+                  "no VM named \"nosuchvm\""},
+             Case{{"--json", "run", "-n", "/nonexistent/vm.toml"}, 2, "invalid-profile", "/nonexistent/vm.toml has 1 error"},
+         }) {
+        INFO(util::shell_join(c.args));
+        const auto r = invoke(c.args);
+        CHECK(r.code == c.exit);
+        const auto lines = json_lines(r.out);
+        REQUIRE_FALSE(lines.empty());
+        CHECK(lines.back()["exit"] == c.exit);
+        CHECK(lines.back()["code"] == c.code);
+        CHECK(lines.back()["error"].get<std::string>().find(c.fragment) != std::string::npos);
+        // People still get the same error on stderr.
+        CHECK(r.err.find(std::string("kvmgpu: error: ")) != std::string::npos);
+    }
 }
 
 TEST_CASE("a missing profile file is bad input naming the file", "[cli]") {

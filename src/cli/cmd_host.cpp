@@ -61,10 +61,7 @@ int list_command(Invocation& inv) {
         }
         inv.out << json{{"iommu", model.iommu_present()}, {"groups", groups}}.dump() << "\n";
     }
-    if (!model.iommu_present()) {
-        inv.err << "kvmgpu: error: " << iommu_help << "\n";
-        return failure;
-    }
+    if (!model.iommu_present()) return print_error(inv.out, inv.err, inv.json, iommu_help, failure, "iommu-off");
     if (inv.json) return ok;
     for (const auto& g : model.groups) {
         inv.out << "IOMMU group " << g.id << "\n";
@@ -87,7 +84,6 @@ int check_command(Invocation& inv) {
     if (profile::has_errors(loaded.diagnostics)) {
         if (inv.json) inv.out << json{{"ready", false}, {"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
         print_diagnostics(inv.err, loaded.diagnostics, file);
-        return bad_input;
     }
     const auto result = app::check_host(loaded.profile, inv.ctx);
     if (inv.json) {
@@ -124,12 +120,7 @@ int bind_command(Invocation& inv) {
     if (inv.args.empty()) throw UsageError("usage: kvmgpu bind ADDRESS... [--name NAME]");
     const auto devices = parse_addresses(inv.args);
     const auto name = inv.options["name"].as<std::string>();
-    host::BindResult result;
-    try {
-        result = app::bind_by_hand(inv.ctx, name, devices);
-    } catch (const app::HostInputError& e) {
-        throw UsageError(e.what());
-    }
+    const host::BindResult result = app::bind_by_hand(inv.ctx, name, devices);
     if (inv.json) inv.out << json(result).dump() << "\n";
     for (const auto& a : result.bound) inv.err << "binding " << a.str() << " → vfio-pci … ok\n";
     for (const auto& a : result.already_vfio) inv.err << "binding " << a.str() << " … already on vfio-pci\n";
@@ -152,7 +143,7 @@ int restore_command(Invocation& inv) {
         const auto r = app::restore_vm(inv.ctx, name);
         for (const auto& w : r.warnings) inv.err << "kvmgpu: warning: " << w << "\n";
         if (!r.refused.empty()) {
-            inv.err << "kvmgpu: error: " << r.refused << "\n";
+            print_error(inv.out, inv.err, inv.json, r.refused, failure, "still-running");
         } else {
             for (const auto& o : r.report.devices)
                 inv.err << "restoring " << o.address.str() << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";

@@ -23,8 +23,7 @@ const std::string& one_name(const Invocation& inv, const char* usage) {
 int print_reply(Invocation& inv, const json& reply, const std::string& done) {
     if (reply.contains("error")) {
         if (inv.json) inv.out << reply.dump() << "\n";
-        inv.err << "kvmgpu: error: QEMU refused: " << reply["error"].value("desc", reply.dump()) << "\n";
-        return failure;
+        throw util::RuntimeFailure("QEMU refused: " + reply["error"].value("desc", reply.dump()), "qemu-refused");
     }
     if (inv.json) inv.out << reply.dump() << "\n";
     else if (!done.empty()) inv.out << done << "\n";

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/context.hpp"
+#include "util/error.hpp"
 
 namespace kvmgpu::cli {
 
@@ -16,8 +17,8 @@ namespace po = boost::program_options;
 enum Exit : int { ok = 0, failure = 1, bad_input = 2 };
 
 // Bad input found by the CLI itself: printed as "kvmgpu: error: …", exit 2.
-struct UsageError : std::runtime_error {
-    using std::runtime_error::runtime_error;
+struct UsageError : util::BadInput {
+    explicit UsageError(const std::string& message) : util::BadInput(message, "usage") {}
 };
 
 struct Invocation {

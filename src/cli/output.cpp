@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <ostream>
 
+#include "util/error.hpp"
+
 namespace kvmgpu::cli {
 
 nlohmann::json to_json(const profile::Diagnostic& d) {
@@ -20,16 +22,28 @@ nlohmann::json to_json(const profile::Diagnostics& diagnostics) {
     return out;
 }
 
-bool print_diagnostics(std::ostream& err, const profile::Diagnostics& diagnostics,
-                       const std::string& file) {
+void print_json_error(std::ostream& out, const std::string& message, int exit, const std::string& code) {
+    nlohmann::json j = {{"error", message}, {"exit", exit}};
+    if (!code.empty()) j["code"] = code;
+    out << j.dump() << std::endl;
+}
+
+int print_error(std::ostream& out, std::ostream& err, bool json, const std::string& message, int exit,
+                const std::string& code) {
+    err << "kvmgpu: error: " << message << "\n";
+    if (json) print_json_error(out, message, exit, code);
+    return exit;
+}
+
+void print_diagnostics(std::ostream& err, const profile::Diagnostics& diagnostics, const std::string& file) {
     for (const auto& d : diagnostics) err << d.str() << "\n";
     const auto errors = std::count_if(diagnostics.begin(), diagnostics.end(), [](const auto& d) {
         return d.severity == profile::Severity::error;
     });
-    if (errors == 0) return false;
-    err << "kvmgpu: error: " << file << " has " << errors << (errors == 1 ? " error" : " errors")
-        << "; fix " << (errors == 1 ? "it" : "them") << " and run again (nothing was changed)\n";
-    return true;
+    if (errors == 0) return;
+    throw util::BadInput(file + " has " + std::to_string(errors) + (errors == 1 ? " error" : " errors") + "; fix " +
+                             (errors == 1 ? "it" : "them") + " and run again (nothing was changed)",
+                         "invalid-profile");
 }
 
 }  // namespace kvmgpu::cli
