@@ -73,9 +73,29 @@ void write_or_fail(SysfsWriter& writer, BindStep step, const fs::path& file, std
     if (const int error = writer.write(file, data); error != 0) {
         std::string shown(data);
         if (shown == "\n") shown = "\\n";
-        throw StepFailed{step, error,
-                         "writing " + util::quoted(shown) + " to " + util::quoted(file.string()) +
-                             " failed: " + errno_text(error)};
+        const std::string what = util::quoted(shown) + " to " + util::quoted(file.string());
+        // The writer abandons a write the kernel does not return from; "Connection timed out"
+        // or "Interrupted system call" would hide that the host change may still happen.
+        const std::string late = "; the kernel may still complete the write once the device is "
+                                 "released, so check the device's driver (`kvmgpu list`) before retrying";
+        if (error == ETIMEDOUT) {
+            std::string after;
+            if (const auto t = writer.timeout())
+                after = t->count() % 1000 == 0 ? " after " + std::to_string(t->count() / 1000) + " s"
+                                               : " after " + std::to_string(t->count()) + " ms";
+            throw StepFailed{step, error,
+                             "writing " + what + " timed out" + after +
+                                 ": the kernel did not return from the write; the device is probably "
+                                 "still in use (close the programs using it: a display server, "
+                                 "`nvidia-persistenced`; `fuser -v /dev/nvidia* /dev/dri/*` lists them)" +
+                                 late};
+        }
+        if (error == EINTR)
+            throw StepFailed{step, error,
+                             "writing " + what +
+                                 " was abandoned because kvmgpu was asked to stop (SIGINT, SIGTERM or "
+                                 "SIGHUP) before the kernel returned from it" + late};
+        throw StepFailed{step, error, "writing " + what + " failed: " + errno_text(error)};
     }
 }
 

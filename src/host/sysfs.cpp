@@ -1,8 +1,14 @@
 #include "host/sysfs.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -106,15 +112,117 @@ std::string errno_text(int error) {
     return std::error_code(error, std::generic_category()).message();
 }
 
+namespace {
+
+// Runs in the forked child of a possibly multithreaded launcher: async-signal-safe calls only
+// (getrlimit is a plain system call too). The exit code is the result: 0 or the errno.
+[[noreturn]] void write_in_child(const char* file, const char* data, std::size_t size) {
+    // A child stuck in the kernel must not keep the launcher's fds open: the flock of the lock
+    // directory, the QMP socket, a pipe whose EOF someone waits for.
+    if (::close_range(0, ~0U, 0) != 0) {  // Linux < 5.9
+        unsigned limit = 65536;
+        rlimit rl;
+        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < limit)
+            limit = static_cast<unsigned>(rl.rlim_cur);
+        for (unsigned fd = 0; fd < limit; ++fd) ::close(static_cast<int>(fd));
+    }
+    const int fd = ::open(file, O_WRONLY | O_TRUNC | O_CLOEXEC);
+    if (fd < 0) ::_exit(errno);
+    const ssize_t n = ::write(fd, data, size);
+    if (n < 0) ::_exit(errno);
+    if (static_cast<std::size_t>(n) != size) ::_exit(EIO);
+    // sysfs reports some store errors only at close.
+    if (::close(fd) != 0) ::_exit(errno);
+    ::_exit(0);
+}
+
+int child_result(int status) {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    return EIO;  // killed by someone else's signal: whether the write happened is unknown
+}
+
+// The result of a child that has exited (its pidfd is readable).
+int reap(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0) {
+        // ECHILD: reaped elsewhere (nothing in kvmgpu waits for any child or ignores SIGCHLD),
+        // so the outcome is unknown.
+        if (errno != EINTR) return EIO;
+    }
+    return child_result(status);
+}
+
+}  // namespace
+
+RealSysfsWriter::~RealSysfsWriter() { reap_abandoned(); }
+
+std::size_t RealSysfsWriter::reap_abandoned() {
+    std::erase_if(abandoned_, [](pid_t pid) {
+        int status = 0;
+        pid_t r;
+        do r = ::waitpid(pid, &status, WNOHANG);
+        while (r < 0 && errno == EINTR);
+        return r != 0;  // reaped, or no longer our child
+    });
+    return abandoned_.size();
+}
+
 int RealSysfsWriter::write(const fs::path& file, std::string_view data) {
-    util::Fd fd(::open(file.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
-    if (!fd) return errno;
-    const ssize_t n = ::write(fd.get(), data.data(), data.size());
-    if (n < 0) return errno;
-    if (static_cast<std::size_t>(n) != data.size()) return EIO;
-    // sysfs reports some store errors only at close; util::Fd ignores close's result.
-    if (::close(fd.release()) != 0) return errno;
-    return 0;
+    using std::chrono::steady_clock;
+    using util::WaitResult;
+    reap_abandoned();
+    const auto deadline = steady_clock::now() + options_.timeout;
+    const util::Interrupt* interrupt = options_.interrupt;
+    try {
+        if (interrupt && util::wait_readable(-1, steady_clock::now(), interrupt) == WaitResult::interrupted)
+            return EINTR;
+    } catch (const std::system_error& e) {
+        return e.code().value();
+    }
+
+    // The child starts with every signal blocked: no handler of the launcher runs in it
+    // (handlers are inherited, and are not safe after fork in a threaded process), and a
+    // Ctrl-C sent to the process group does not cut it short. SIGKILL still ends it.
+    sigset_t all, old;
+    sigfillset(&all);
+    ::pthread_sigmask(SIG_SETMASK, &all, &old);
+    const pid_t pid = ::fork();
+    if (pid == 0) write_in_child(file.c_str(), data.data(), data.size());
+    const int fork_error = errno;
+    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    if (pid < 0) return fork_error;
+
+    // Not waited for: see the class comment.
+    auto abandon = [&](int error) {
+        ::kill(pid, SIGKILL);
+        abandoned_.push_back(pid);
+        reap_abandoned();
+        return error;
+    };
+    auto abandoned_by = [&](WaitResult r) { return abandon(r == WaitResult::timed_out ? ETIMEDOUT : EINTR); };
+
+    try {
+        // pidfd_open (Linux 5.3) may be missing or refused by a seccomp filter; then the wait
+        // polls waitpid at a short interval instead.
+        const util::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+        if (pidfd) {
+            const WaitResult r = util::wait_readable(pidfd.get(), deadline, interrupt);
+            return r == WaitResult::ready ? reap(pid) : abandoned_by(r);
+        }
+        while (true) {
+            int status = 0;
+            const pid_t r = ::waitpid(pid, &status, WNOHANG);
+            if (r == pid) return child_result(status);
+            if (r < 0 && errno != EINTR) return EIO;  // ECHILD, as in reap()
+            const auto now = steady_clock::now();
+            if (now >= deadline) return abandon(ETIMEDOUT);
+            const auto next = std::min(deadline, now + std::chrono::milliseconds(5));
+            if (util::wait_readable(-1, next, interrupt) == WaitResult::interrupted)
+                return abandon(EINTR);
+        }
+    } catch (const std::system_error& e) {
+        return abandon(e.code().value());
+    }
 }
 
 }  // namespace kvmgpu::host

@@ -5,12 +5,17 @@
 // The root is the seam that makes the host testable: production passes "/", tests pass a fresh
 // temporary directory. Every path is built with under(root, "sys/..."); nothing in host/ names
 // an absolute host path without going through it.
+#include <sys/types.h>
+
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "util/interrupt.hpp"
 
 namespace kvmgpu::host {
 
@@ -48,14 +53,58 @@ class SysfsWriter {
 public:
     virtual ~SysfsWriter() = default;
     virtual int write(const std::filesystem::path& file, std::string_view data) = 0;
+    // How long one write may take before it is abandoned with ETIMEDOUT, for error messages;
+    // nullopt when writes have no deadline.
+    virtual std::optional<std::chrono::milliseconds> timeout() const { return std::nullopt; }
+};
+
+struct SysfsWriteOptions {
+    // An unbind waits in the kernel until the driver lets go of the device, which a device in
+    // use may never do; 10 s is far more than a free device takes.
+    std::chrono::milliseconds timeout{10000};
+    // Not owned; when set, a pending stop signal abandons the write at once (EINTR).
+    const util::Interrupt* interrupt = nullptr;
 };
 
 // Production writer: open(O_WRONLY|O_TRUNC|O_CLOEXEC) without O_CREAT, so a missing attribute
 // is ENOENT rather than a new regular file; a single write(2) of all of `data` (sysfs stores
-// take the whole buffer in one call; a short write is reported as EIO).
+// take the whole buffer in one call; a short write is reported as EIO); close(2), whose error
+// is reported too.
+//
+// The kernel may block that write uninterruptibly for as long as the device is in use (an
+// unbind), and a thread stuck there would keep the launcher from exiting. So the write runs in
+// a forked child that closes every inherited fd (a stuck child must not hold the launcher's
+// locks, sockets or pipes) and makes only async-signal-safe calls; the launcher waits for it
+// with a deadline and the interrupt:
+//   - the child exited: its result, 0 or the errno (EIO when it died of a signal);
+//   - the deadline passed: ETIMEDOUT;
+//   - a stop signal is pending: EINTR, also before the child is started, so no new host change
+//     begins after a stop request. The signal is left pending for the Interrupt's owner.
+// An abandoned child is sent SIGKILL and is not waited for: it dies when the kernel returns
+// from its write, which may be never. It is reaped without blocking by reap_abandoned() (each
+// write() calls it first, and so does the destructor); one that is still stuck then stays a
+// child of the launcher until the launcher exits, after which init reaps it. Whether the
+// kernel still completes an abandoned write is unknown.
+//
+// One write() at a time per object.
 class RealSysfsWriter final : public SysfsWriter {
 public:
+    RealSysfsWriter() = default;
+    explicit RealSysfsWriter(SysfsWriteOptions options) : options_(options) {}
+    RealSysfsWriter(const RealSysfsWriter&) = delete;
+    RealSysfsWriter& operator=(const RealSysfsWriter&) = delete;
+    ~RealSysfsWriter() override;
+
     int write(const std::filesystem::path& file, std::string_view data) override;
+    std::optional<std::chrono::milliseconds> timeout() const override { return options_.timeout; }
+
+    // Reaps the abandoned children that have exited, without blocking; returns how many are
+    // still running (still stuck in the kernel, or not yet dead of their SIGKILL).
+    std::size_t reap_abandoned();
+
+private:
+    SysfsWriteOptions options_;
+    std::vector<pid_t> abandoned_;
 };
 
 }  // namespace kvmgpu::host
