@@ -116,9 +116,28 @@ json vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
     return status;
 }
 
+// A launcher that has no control socket yet (binding devices, running a hook, starting QEMU):
+// SIGTERM makes it stop the launch and undo what it did (it checks for the signal between steps
+// and in every wait); the answer comes when it has exited.
+json stop_launcher(const VmHandle& vm, std::chrono::seconds timeout) {
+    const auto& s = vm.state;
+    if (!util::process_alive(s.supervisor_pid, s.supervisor_start))
+        throw NotRunning("\"" + vm.dir.name() + "\" is not running any more");
+    ::kill(s.supervisor_pid, SIGTERM);
+    VmState launcher = s;  // wait_gone() waits for the process named as QEMU
+    launcher.qemu_pid = s.supervisor_pid;
+    launcher.qemu_start = s.supervisor_start;
+    if (!wait_gone(launcher, Clock::now() + timeout + std::chrono::seconds(30)))
+        throw util::RuntimeFailure("the launcher of \"" + vm.dir.name() + "\" (pid " + std::to_string(s.supervisor_pid) +
+                                   ") did not end after SIGTERM; its log says which step it is in", "stop-failed");
+    return {{"reason", "stop-requested"}, {"detail", "the launch was stopped before the VM ran"}, {"supervised", true}};
+}
+
 json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force) {
     if (vm.liveness != Liveness::unsupervised) {
-        auto client = connect_supervisor(vm);
+        auto answering = ControlClient::connect(vm.dir.control_socket());
+        if (!answering) return stop_launcher(vm, timeout);
+        auto client = std::move(*answering);
         // The supervisor answers after its own stop sequence (timeout + quit + kill) and the
         // restore; allow for all of it.
         const auto reply = client.request({{"kvmgpu", "stop"}, {"timeout", timeout.count()}, {"force", force}},

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "app/launch.hpp"
+#include "app/launch_steps.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
 #include "host_fixture.hpp"
@@ -39,6 +40,7 @@ struct Launch {
     test::SimulatedKernel kernel{fx};
     std::vector<json> events;
     app::Context ctx;
+    std::function<void(std::string_view)> before_step;
     Launch() {
         test::add_gpu_with_audio(fx);
         fx.add_driver("nouveau");
@@ -51,7 +53,12 @@ struct Launch {
         app::LaunchOptions options;
         options.writer = &kernel;
         options.connect_timeout = std::chrono::seconds(20);
-        return app::launch(p, ctx, options, [this](const json& e) { events.push_back(e); });
+        options.before_step = before_step;
+        try {
+            return app::launch(p, ctx, options, [this](const app::Event& e) { events.push_back(json(e)); });
+        } catch (const app::StepFailed& e) {
+            return e.exit_code();
+        }
     }
     bool saw(const std::string& step, bool ok) const {
         return std::any_of(events.begin(), events.end(), [&](const json& e) {
@@ -153,12 +160,16 @@ TEST_CASE("a lock whose launcher was killed still holds while its QEMU runs", "[
     state.qemu_pid = ::getpid();
     state.qemu_start = util::process_start_time(::getpid()).value();
     vm.create(state);
+    state.supervisor_start = 777;  // the dead launcher's start time, as its lock records it
+    vm.write_state(state);
+    const host::LockOwner lock{"win11", launcher, 777};
     const auto alive = app::lock_liveness(ctx);
-    CHECK(alive(launcher));        // its QEMU still holds the devices
-    CHECK(alive(::getpid()));      // a live process is alive anyway
+    CHECK(alive(lock));            // its QEMU still holds the devices
+    CHECK(alive(host::LockOwner{"x", ::getpid(), util::process_start_time(::getpid()).value()}));  // a live process is alive anyway
+    CHECK_FALSE(alive(host::LockOwner{"win11", launcher, 778}));  // another process that had the launcher's pid
     state.qemu_start += 1;         // a different process under QEMU's pid: the VM is gone
     vm.write_state(state);
-    CHECK_FALSE(app::lock_liveness(ctx)(launcher));
+    CHECK_FALSE(app::lock_liveness(ctx)(lock));
 }
 
 TEST_CASE("a device that cannot be given back is reported and keeps its journal and lock", "[app][qemu]") {
@@ -184,4 +195,66 @@ TEST_CASE("a device that cannot be given back is reported and keeps its journal 
     const auto locks = host::read_locks(app::host_state_dir(l.ctx));
     REQUIRE(locks.size() == 1);
     CHECK(locks[0].address.str() == "0000:01:00.1");
+}
+
+TEST_CASE("a stop signal at any step of the launch undoes everything and leaves the host as it was", "[app][qemu]") {
+    std::vector<std::string> steps;
+    for (const auto& s : app::launch_steps()) steps.emplace_back(s.name);
+    steps.emplace_back("qmp");  // after QEMU was spawned, before the supervisor takes over
+    for (const auto& at : steps) {
+        DYNAMIC_SECTION("SIGTERM before " << at) {
+            Launch l;
+            // A prestart hook and the TPM make those steps do something worth undoing.
+            const auto profile = passthrough_profile(l.fx.root(), "[hooks]\nprestart = [\"/bin/true\"]\n");
+            const auto before = l.fx.snapshot();
+            l.before_step = [&](std::string_view step) {
+                if (step == at) ::raise(SIGTERM);  // blocked during the launch: it stays pending
+            };
+            const int code = l.run(profile);
+            INFO(json(l.events).dump(1));
+            CHECK(code == 1);
+            // The failed step names the signal; the undos report after it.
+            const auto failed = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("ok", true) == false; });
+            REQUIRE(failed != l.events.end());
+            CHECK((*failed)["step"] == at);
+            CHECK((*failed)["error"].get<std::string>().find("SIGTERM arrived") != std::string::npos);
+            if (at != "qmp") CHECK_FALSE(l.saw("spawn", true));
+            INFO(test::snapshot_diff(before, l.fx.snapshot()));
+            CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+            CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+            CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+            CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+        }
+    }
+}
+
+TEST_CASE("a stop signal ends a prestart hook that hangs and the launch is undone", "[app]") {
+    Launch l;
+    const auto profile = passthrough_profile(l.fx.root(), "[hooks]\nprestart = [\"/bin/sleep\", \"600\"]\n");
+    const auto before = l.fx.snapshot();
+    // The signal comes from another process while the hook runs, as a Ctrl-C or `kill` would.
+    const pid_t self = ::getpid();
+    l.before_step = [&](std::string_view step) {
+        if (step != "prestart") return;
+        const pid_t killer = ::fork();
+        if (killer == 0) {
+            ::usleep(300 * 1000);
+            ::kill(self, SIGINT);
+            ::_exit(0);
+        }
+    };
+    const auto started = std::chrono::steady_clock::now();
+    const int code = l.run(profile);
+    const auto took = std::chrono::steady_clock::now() - started;
+    ::waitpid(-1, nullptr, WNOHANG);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("prestart", false));
+    CHECK(took < std::chrono::seconds(30));
+    const auto failed = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("ok", true) == false; });
+    REQUIRE(failed != l.events.end());
+    CHECK((*failed)["error"].get<std::string>().find("SIGINT arrived") != std::string::npos);
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
 }

@@ -98,7 +98,7 @@ public:
           qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP), acceptor_(io_),
           stop_timer_(io_), poll_timer_(io_), finish_timer_(io_) {}
 
-    SupervisionResult run(const std::function<json(const SupervisionResult&)>& on_end) {
+    ExitVerdict run(const OnEnd& on_end) {
         on_end_ = &on_end;
         qmp_.subscribe([this](const qmp::Event& e) { on_event(e); });
         qmp_.on_disconnect([this](const std::string&) {
@@ -114,8 +114,8 @@ public:
     }
 
 private:
-    void step(const std::string& name, const std::string& message, json extra = json::object()) {
-        report_step(report_, name, message, std::move(extra));
+    void step(std::string name, std::string message, std::string detail = {}) {
+        report_(StepEvent{std::move(name), std::move(message), true, std::move(detail), ""});
     }
 
     // ---- start: negotiate, configure, cont ----
@@ -133,23 +133,19 @@ private:
                 return std::nullopt;
             };
             const auto greeting = co_await qmp_.connect(dir_.qmp_socket(), connect);
-            step("qmp", "connecting to QMP", {{"detail", "QEMU " + std::to_string(greeting.major) + "." +
-                                                             std::to_string(greeting.minor) + "." +
-                                                             std::to_string(greeting.micro)}});
+            step("qmp", "connecting to QMP",
+                 "QEMU " + std::to_string(greeting.major) + "." + std::to_string(greeting.minor) + "." +
+                     std::to_string(greeting.micro));
             if (!options_.pin.empty() || !options_.emulator_pin.empty()) co_await pin();
             open_control_socket();
             if (stopping_) co_return;  // a stop arrived while starting: nothing to resume
             co_await qmp_.execute("cont");
             running_ = true;
-            report_({{"event", "running"},
-                     {"name", state_.name},
-                     {"qemu_pid", state_.qemu_pid},
-                     {"supervisor_pid", state_.supervisor_pid},
-                     {"control_socket", dir_.control_socket().string()}});
+            report_(RunningEvent{state_.name, state_.qemu_pid, state_.supervisor_pid, dir_.control_socket().string()});
         } catch (const std::exception& e) {
             if (ended_) co_return;
             start_error_ = e.what();
-            step("start", "starting the VM", {{"ok", false}, {"error", start_error_}});
+            report_(StepEvent{"start", "starting the VM", false, "", start_error_});
             // A VM that never ran is not worth keeping: end QEMU so the devices come back.
             kill_qemu();
         }
@@ -178,7 +174,7 @@ private:
         std::string detail;
         for (std::size_t i = 0; i < options_.pin.size(); ++i)
             detail += (i ? " " : "") + std::to_string(i) + "→" + std::to_string(options_.pin[i]);
-        step("pin", "pinning vCPUs to host CPUs", {{"detail", detail}});
+        step("pin", "pinning vCPUs to host CPUs", detail);
     }
 
     static void set_affinity(pid_t tid, const std::vector<unsigned>& cpus, const std::string& what,
@@ -286,7 +282,7 @@ private:
         } else if (op == "stop") {
             stop_waiters_.push_back({s, id});
             const auto timeout = std::chrono::seconds(req.value("timeout", options_.stop_timeout.count()));
-            request_stop("stop-requested", timeout, req.value("force", false));
+            request_stop(StopCause::stop_requested, timeout, req.value("force", false));
         } else if (op == "events") {
             s->events = true;
             json reply = {{"return", json::object()}};
@@ -302,8 +298,8 @@ private:
     // ---- events ----
     void on_event(const qmp::Event& e) {
         if (e.name == "SHUTDOWN") shutdown_reason_ = e.data.value("reason", "");
-        if (running_ && e.name == "STOP") report_({{"event", "paused"}, {"name", state_.name}});
-        if (running_ && e.name == "RESUME") report_({{"event", "resumed"}, {"name", state_.name}});
+        if (running_ && e.name == "STOP") report_(PausedEvent{state_.name});
+        if (running_ && e.name == "RESUME") report_(ResumedEvent{state_.name});
         const json line = {{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}};
         for (auto& s : sessions_) {
             if (!s->events) continue;
@@ -320,16 +316,13 @@ private:
             if (ec) return;
             ++signals_seen_;
             const bool force = signals_seen_ > 1;
-            report_({{"event", "stopping"},
-                     {"reason", "signal"},
-                     {"signal", sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM"},
-                     {"force", force}});
-            request_stop("signal", options_.stop_timeout, force);
+            report_(StoppingEvent{sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM", force});
+            request_stop(StopCause::signal, options_.stop_timeout, force);
             watch_signals();
         });
     }
 
-    void request_stop(const std::string& why, std::chrono::seconds timeout, bool force) {
+    void request_stop(StopCause why, std::chrono::seconds timeout, bool force) {
         if (!stop_why_) stop_why_ = why;
         if (stopping_ && !force) return;
         const bool escalate = stopping_ && force;
@@ -349,7 +342,7 @@ private:
         if (!force_ && running_) {
             try {
                 co_await qmp_.execute("system_powerdown", nullptr, std::chrono::seconds(5));
-                step("powerdown", "asking the guest to power off", {{"detail", "waiting up to " + std::to_string(timeout.count()) + " s"}});
+                step("powerdown", "asking the guest to power off", "waiting up to " + std::to_string(timeout.count()) + " s");
                 co_await wait_stop_timer(timeout);
             } catch (const std::exception&) {
             }
@@ -422,31 +415,13 @@ private:
         if (ended_) return;
         ended_ = true;
         finish_timer_.cancel();
-        result_.wait_status = qemu_.try_wait();
-        const bool clean = result_.wait_status && util::exited_successfully(*result_.wait_status);
-        const std::string how = result_.wait_status ? util::describe_wait_status(*result_.wait_status) : "gone";
-        if (!start_error_.empty()) {
-            result_.reason = "start-failed";
-            result_.detail = start_error_;
-            if (start_error_.find("QEMU " + how) == std::string::npos) result_.detail += "; QEMU " + how;
-        } else if (!running_ && !stop_why_) {
-            result_.reason = "start-failed";
-            result_.detail = "QEMU " + how + " before the VM started";
-        } else if (stop_why_ && clean) {
-            result_.reason = *stop_why_;
-        } else if (stop_why_ && result_.wait_status && WIFSIGNALED(*result_.wait_status) &&
-                   WTERMSIG(*result_.wait_status) == SIGKILL) {
-            result_.reason = *stop_why_;  // our own SIGKILL at the end of the stop sequence
-            result_.detail = "QEMU did not quit and was killed";
-        } else if (clean && shutdown_reason_ == "guest-shutdown") {
-            result_.reason = "guest-shutdown";
-        } else if (clean && shutdown_reason_) {
-            result_.reason = "stop-requested";
-            result_.detail = "QEMU shut down: " + *shutdown_reason_;
-        } else {
-            result_.reason = "crashed";
-            result_.detail = "QEMU " + how;
-        }
+        ExitObservation seen;
+        seen.start_error = start_error_;
+        seen.ran = running_;
+        seen.stop_cause = stop_why_;
+        seen.wait_status = qemu_.try_wait();
+        seen.shutdown_reason = shutdown_reason_;
+        result_ = classify_exit(seen);
         signals_.cancel();
         stop_timer_.cancel();
         poll_timer_.cancel();
@@ -454,9 +429,8 @@ private:
         acceptor_.close(ec);
         qmp_.close();
         // Restore devices and run hooks while `kvmgpu stop` clients wait for the outcome.
-        json outcome = (*on_end_)(result_);
-        outcome["reason"] = result_.reason;
-        if (!result_.detail.empty()) outcome["detail"] = result_.detail;
+        const StoppedEvent stopped = (*on_end_)(result_);
+        const json outcome = outcome_json(stopped);
         for (auto& [session, id] : stop_waiters_) {
             json reply = {{"return", outcome}};
             if (!id.is_null()) reply["id"] = id;
@@ -472,9 +446,7 @@ private:
         for (auto& s : sessions_) s->close_after_writes();
         if (std::all_of(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_closed(); }))
             finish_timer_.cancel();
-        outcome["event"] = "stopped";
-        outcome["name"] = state_.name;
-        report_(outcome);
+        report_(stopped);
     }
 
     const VmDir& dir_;
@@ -482,7 +454,7 @@ private:
     VmState state_;
     const SuperviseOptions& options_;
     const Report& report_;
-    const std::function<json(const SupervisionResult&)>* on_end_ = nullptr;
+    const OnEnd* on_end_ = nullptr;
 
     asio::io_context io_;
     qmp::Client qmp_;
@@ -501,25 +473,16 @@ private:
     bool ended_ = false;
     bool exit_seen_ = false;
     int signals_seen_ = 0;
-    std::optional<std::string> stop_why_;
+    std::optional<StopCause> stop_why_;
     std::optional<std::string> shutdown_reason_;
     std::string start_error_;
-    SupervisionResult result_;
+    ExitVerdict result_{ExitReason::crashed, ""};
 };
 
 }  // namespace
 
-void report_step(const Report& report, const std::string& name, const std::string& message, nlohmann::json extra) {
-    extra["event"] = "step";
-    extra["step"] = name;
-    extra["message"] = message;
-    if (!extra.contains("ok")) extra["ok"] = true;
-    report(extra);
-}
-
-SupervisionResult supervise(const VmDir& dir, util::ChildProcess& qemu, VmState state,
-                            const SuperviseOptions& options, const Report& report,
-                            const std::function<nlohmann::json(const SupervisionResult&)>& on_end) {
+ExitVerdict supervise(const VmDir& dir, util::ChildProcess& qemu, VmState state, const SuperviseOptions& options,
+                      const Report& report, const OnEnd& on_end) {
     Supervisor s(dir, qemu, std::move(state), options, report);
     return s.run(on_end);
 }

@@ -431,3 +431,25 @@ TEST_CASE("a malformed control request gets an error reply and the connection st
     REQUIRE(w.cli({"stop", "strict", "--force"}).status == 0);
     CHECK(sup->wait() == 0);
 }
+
+TEST_CASE("stop --force ends a launch whose prestart hook hangs and leaves nothing behind", "[runtime]") {
+    World w;
+    const auto marker = w.dir.path() / "hook-ran";
+    // The hook records that it runs, then hangs as a hook waiting on something forever would.
+    auto sup = w.run(w.profile("hang", "[hooks]\nprestart = [\"/bin/sh\", \"-c\", \"touch " + marker.string() +
+                                           "; exec sleep 600\"]\n"));
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (!fs::exists(marker) && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(fs::exists(marker));
+    const auto stop = w.cli({"stop", "hang", "--force", "--json"});
+    INFO(stop.err << w.supervisor_err());
+    CHECK(stop.status == 0);
+    CHECK(json::parse(stop.out)["detail"] == "the launch was stopped before the VM ran");
+    CHECK(sup->wait(std::chrono::seconds(30)) == 1);
+    const auto failed = std::find_if(sup->seen.begin(), sup->seen.end(), [](const json& e) { return e.value("ok", true) == false; });
+    REQUIRE(failed != sup->seen.end());
+    CHECK((*failed)["step"] == "prestart");
+    CHECK((*failed)["error"].get<std::string>().find("SIGTERM arrived") != std::string::npos);
+    CHECK(sup->seen.back()["exit"] == 1);  // --json ends with the error object
+    CHECK_FALSE(fs::exists(w.runtime / "hang"));
+}

@@ -2,6 +2,7 @@
 
 #include "app/dry_run.hpp"
 #include "app/launch.hpp"
+#include "app/launch_steps.hpp"
 #include "cli/report.hpp"
 #include "profile/validate.hpp"
 #include "cli/command.hpp"
@@ -31,11 +32,18 @@ int run_command(Invocation& inv) {
         auto loaded = profile::load_and_validate(file);
         if (inv.json && profile::has_errors(loaded.diagnostics))
             inv.out << nlohmann::json{{"event", "invalid"}, {"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
-        if (print_diagnostics(inv.err, loaded.diagnostics, file)) return bad_input;
+        print_diagnostics(inv.err, loaded.diagnostics, file);
         app::LaunchOptions options;
         options.stop_timeout = std::chrono::seconds(inv.options["stop-timeout"].as<unsigned>());
         options.connect_timeout = std::chrono::seconds(inv.options["qmp-timeout"].as<unsigned>());
-        return app::launch(loaded.profile, inv.ctx, options, make_reporter(inv.out, inv.err, inv.json));
+        try {
+            return app::launch(loaded.profile, inv.ctx, options, make_reporter(inv.out, inv.err, inv.json));
+        } catch (const app::StepFailed& e) {
+            // Already reported as a failed step (with its "kvmgpu: error:" line); JSON gets the
+            // closing error object every failed command ends with.
+            if (inv.json) print_json_error(inv.out, e.what(), e.exit_code(), e.code());
+            return e.exit_code();
+        }
     }
     const auto result = app::dry_run(file, inv.ctx);
     const bool errors = profile::has_errors(result.diagnostics);
@@ -52,10 +60,10 @@ int run_command(Invocation& inv) {
         }
         inv.out << j.dump() << "\n";
         // People reading a terminal still see the problems.
-        if (errors) print_diagnostics(inv.err, result.diagnostics, file);
-        return errors ? bad_input : ok;
+        print_diagnostics(inv.err, result.diagnostics, file);
+        return ok;
     }
-    if (print_diagnostics(inv.err, result.diagnostics, file)) return bad_input;
+    print_diagnostics(inv.err, result.diagnostics, file);
     for (const auto& w : result.warnings) inv.err << "kvmgpu: warning: " << w << "\n";
     inv.out << util::shell_join(result.argv) << "\n";
     return ok;

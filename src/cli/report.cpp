@@ -1,62 +1,68 @@
 #include "cli/report.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <ostream>
 
 namespace kvmgpu::cli {
+namespace {
+
+// One text rendering per event; stdout stays free for what a script asked for.
+struct TextRenderer {
+    std::ostream& err;
+
+    void operator()(const app::StepEvent& e) const {
+        err << e.message << " … ";
+        if (e.ok) {
+            err << "ok";
+            if (!e.detail.empty()) err << " (" << e.detail << ")";
+        } else {
+            err << "failed";
+            if (!e.error.empty()) err << "\nkvmgpu: error: " << e.error;
+            if (!e.detail.empty()) err << ": " << e.detail;
+        }
+        err << std::endl;
+    }
+    void operator()(const app::FindingEvent& e) const {
+        err << "kvmgpu: " << e.severity << ": " << e.message << std::endl;
+    }
+    void operator()(const app::RunningEvent& e) const {
+        err << "running: " << e.name << " (QEMU pid " << e.qemu_pid << "); `kvmgpu status|pause|resume|stop " << e.name
+            << "` from another shell, Ctrl-C here stops it" << std::endl;
+    }
+    void operator()(const app::PausedEvent& e) const { err << "paused: " << e.name << std::endl; }
+    void operator()(const app::ResumedEvent& e) const { err << "resumed: " << e.name << std::endl; }
+    void operator()(const app::StoppingEvent& e) const {
+        err << "stopping" << (e.force ? " now (forced)" : " (Ctrl-C again to force)") << std::endl;
+    }
+    void operator()(const app::LogEvent& e) const {
+        if (e.tail.empty()) {
+            err << "QEMU's log is empty" << std::endl;
+            return;
+        }
+        err << "QEMU's log ends with:\n";
+        std::size_t start = 0;
+        while (start < e.tail.size()) {
+            const auto nl = e.tail.find('\n', start);
+            err << "  | " << e.tail.substr(start, nl - start) << "\n";
+            if (nl == std::string::npos) break;
+            start = nl + 1;
+        }
+    }
+    void operator()(const app::StoppedEvent& e) const {
+        err << "stopped: " << e.name << " (" << e.reason;
+        if (!e.detail.empty()) err << ": " << e.detail;
+        err << ")" << std::endl;
+        if (!e.hint.empty()) err << "kvmgpu: error: " << e.hint << std::endl;
+    }
+    void operator()(const app::UnsupervisedEvent& e) const { err << "kvmgpu: error: " << e.message << std::endl; }
+};
+
+}  // namespace
 
 app::Report make_reporter(std::ostream& out, std::ostream& err, bool json) {
-    if (json) {
-        return [&out](const nlohmann::json& e) { out << e.dump() << std::endl; };
-    }
-    return [&err](const nlohmann::json& e) {
-        const std::string event = e.value("event", "");
-        if (event == "step") {
-            err << e.value("message", "") << " … ";
-            if (e.value("ok", false)) {
-                err << "ok";
-                if (e.contains("detail") && !e["detail"].get<std::string>().empty())
-                    err << " (" << e["detail"].get<std::string>() << ")";
-            } else {
-                err << "failed";
-                if (e.contains("error")) err << "\nkvmgpu: error: " << e["error"].get<std::string>();
-                if (e.contains("detail")) err << ": " << e["detail"].get<std::string>();
-            }
-            err << std::endl;
-        } else if (event == "finding") {
-            err << "kvmgpu: " << e.value("severity", "") << ": " << e.value("message", "") << std::endl;
-        } else if (event == "running") {
-            const std::string name = e.value("name", "");
-            err << "running: " << name << " (QEMU pid " << e.value("qemu_pid", 0)
-                << "); `kvmgpu status|pause|resume|stop " << name << "` from another shell, Ctrl-C here stops it"
-                << std::endl;
-        } else if (event == "paused" || event == "resumed") {
-            err << event << ": " << e.value("name", "") << std::endl;
-        } else if (event == "stopping") {
-            err << "stopping" << (e.value("force", false) ? " now (forced)" : " (Ctrl-C again to force)") << std::endl;
-        } else if (event == "log") {
-            const std::string tail = e.value("tail", "");
-            if (tail.empty()) err << "QEMU's log is empty" << std::endl;
-            else {
-                err << "QEMU's log ends with:\n";
-                std::size_t start = 0;
-                while (start < tail.size()) {
-                    const auto nl = tail.find('\n', start);
-                    err << "  | " << tail.substr(start, nl - start) << "\n";
-                    if (nl == std::string::npos) break;
-                    start = nl + 1;
-                }
-            }
-        } else if (event == "stopped") {
-            err << "stopped: " << e.value("name", "") << " (" << e.value("reason", "");
-            if (e.contains("detail")) err << ": " << e["detail"].get<std::string>();
-            err << ")" << std::endl;
-            if (e.contains("hint")) err << "kvmgpu: error: " << e["hint"].get<std::string>() << std::endl;
-        } else if (event == "unsupervised") {
-            err << "kvmgpu: error: " << e.value("message", "") << std::endl;
-        } else {
-            err << e.dump() << std::endl;
-        }
-    };
+    if (json) return [&out](const app::Event& e) { out << nlohmann::json(e).dump() << std::endl; };
+    return [&err](const app::Event& e) { std::visit(TextRenderer{err}, e); };
 }
 
 }  // namespace kvmgpu::cli

@@ -1,7 +1,7 @@
 #pragma once
 #include <iosfwd>
 
-#include "app/supervisor.hpp"
+#include "app/events.hpp"
 
 namespace kvmgpu::cli {
 

@@ -1,0 +1,267 @@
+#include "app/launch_steps.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <thread>
+
+#include "app/dry_run.hpp"
+#include "app/host_ops.hpp"
+#include "host/binder.hpp"
+#include "host/lock.hpp"
+#include "util/proc.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::app {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+std::string signal_name(int sig) {
+    switch (sig) {
+        case SIGINT: return "SIGINT";
+        case SIGTERM: return "SIGTERM";
+        case SIGHUP: return "SIGHUP";
+        default: return "signal " + std::to_string(sig);
+    }
+}
+
+// Waits for `child` to exit; nullopt when a stop signal came first.
+std::optional<int> wait_child(util::ChildProcess& child, util::Interrupt& interrupt) {
+    while (true) {
+        if (auto status = child.try_wait()) return status;
+        // Without a pidfd (kernel < 5.3) the wait is a 20 ms poll of the child.
+        const auto deadline = child.pidfd() >= 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(20);
+        if (util::wait_readable(child.pidfd(), deadline, &interrupt) == util::WaitResult::interrupted)
+            return std::nullopt;
+    }
+}
+
+// A child abandoned because the launch is stopping: SIGTERM, 5 s to exit, then SIGKILL.
+void end_child(util::ChildProcess& child) {
+    try {
+        child.kill(SIGTERM);
+        if (!child.wait_for(std::chrono::seconds(5))) child.kill(SIGKILL);
+    } catch (const std::exception&) {
+    }
+}
+
+// 1. The host check; refuses on any error before anything changes.
+void check_step(LaunchRun& run) {
+    const auto& p = run.profile;
+    // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
+    const auto model = scan(run.ctx, false, !p.pci.empty());
+    preflight::CheckOptions options;
+    options.locks = host::read_locks(host_state_dir(run.ctx), lock_liveness(run.ctx));
+    run.checked = preflight::check(p, model, options);
+    for (const auto& f : run.checked.findings) {
+        if (f.severity == preflight::Severity::ok) continue;
+        run.report(FindingEvent{std::string(preflight::severity_name(f.severity)), f.code, f.text()});
+    }
+    if (!run.checked.ok())
+        run.fail("check", "checking the host",
+                 "the host is not ready for \"" + p.name + "\" (" +
+                     std::to_string(run.checked.count(preflight::Severity::error)) +
+                     " errors above); nothing was changed. `kvmgpu check " + p.file.string() + "` explains each");
+    // The plan lists the profile's devices and then the functions the check added.
+    run.devices = run.checked.plan.devices;
+    for (const auto& a : run.devices) {
+        const auto* d = model.find(a);
+        run.original_drivers.push_back(!d ? "?" : d->driver.empty() ? "no driver" : d->driver);
+    }
+    run.facts = facts_from_check(p, run.ctx, run.checked);
+    run.step("check", "checking the host");
+}
+
+// 2. The runtime directory, with a provisional state file; a second run of a running VM stops here.
+void runtime_dir_step(LaunchRun& run) {
+    const auto& p = run.profile;
+    run.state.name = p.name;
+    run.state.profile = fs::absolute(p.file).string();
+    run.state.supervisor_pid = ::getpid();
+    run.state.supervisor_start = util::process_start_time(::getpid()).value_or(0);
+    for (const auto& d : run.devices) run.state.devices.push_back(d.str());
+    run.state.started_at = static_cast<std::int64_t>(std::time(nullptr));
+    try {
+        run.dir.create(run.state);
+    } catch (const std::exception& e) {
+        run.fail("runtime-dir", "creating " + run.dir.path().string(), e.what());
+    }
+    run.revert.add([&run] { run.dir.remove(); });
+    // The VM's own files (OVMF variables, TPM state, the poststop hook's log) live here.
+    fs::create_directories(run.facts.state_dir);
+    ::chmod(run.facts.state_dir.c_str(), 0700);
+}
+
+// 3. Device reservations, so that no other VM takes them while this one runs.
+void reserve_step(LaunchRun& run) {
+    if (run.devices.empty()) return;
+    const auto host_dir = host_state_dir(run.ctx);
+    fs::create_directories(host_dir);
+    try {
+        host::acquire_locks(host_dir, run.profile.name, ::getpid(), run.devices, lock_liveness(run.ctx));
+    } catch (const std::exception& e) {
+        run.fail("reserve", "reserving the devices", e.what());
+    }
+    // A device that could not be restored keeps its journal entry and its lock, so that no
+    // other VM takes it and `kvmgpu restore` can finish the job.
+    run.revert.add([&run, host_dir] {
+        std::vector<util::PciAddress> release;
+        for (const auto& d : run.devices)
+            if (std::count(run.not_restored.begin(), run.not_restored.end(), d) == 0) release.push_back(d);
+        host::release_locks(host_dir, run.profile.name, release);
+    });
+}
+
+// 4. Every device to vfio-pci; the journal records each before its first sysfs write.
+void bind_step(LaunchRun& run) {
+    if (run.devices.empty()) return;
+    const auto host_dir = host_state_dir(run.ctx);
+    run.revert.add([&run, host_dir] {
+        const auto restored = host::restore_devices(run.ctx.host_root, host_dir, run.profile.name, run.writer);
+        for (const auto& o : restored.devices) {
+            run.report(StepEvent{"restore", "restoring " + o.address.str(), o.ok, o.message, ""});
+            if (!o.ok) run.not_restored.push_back(o.address);
+        }
+    });
+    try {
+        const auto bound = host::bind_devices(run.ctx.host_root, host_dir, run.profile.name, run.devices, run.writer);
+        for (const auto& a : bound.bound) {
+            const auto i = static_cast<std::size_t>(std::find(run.devices.begin(), run.devices.end(), a) - run.devices.begin());
+            const std::string driver = i < run.original_drivers.size() ? run.original_drivers[i] : "?";
+            run.step("bind", "binding " + a.str() + " " + driver + " → vfio-pci");
+        }
+        for (const auto& a : bound.already_vfio) run.step("bind", "binding " + a.str() + " (already on vfio-pci)");
+    } catch (const host::BindError& e) {
+        run.fail("bind", "binding " + e.address.str() + " to vfio-pci", e.what());
+    }
+}
+
+// 5. The prestart hook.
+void prestart_step(LaunchRun& run) { run_hook(run, "prestart", run.profile.hooks.prestart, run.dir.path() / "hooks.log"); }
+
+// 6. The VM's own copy of the OVMF variables, made once and kept across runs.
+void firmware_step(LaunchRun& run) {
+    const auto& p = run.profile;
+    if (p.firmware.type != profile::FirmwareType::ovmf) return;
+    const auto copy = qemu::vars_copy(run.facts);
+    if (fs::exists(copy)) return;
+    const auto tmpl = p.firmware.vars.empty() ? qemu::default_ovmf_vars(p.firmware.secure_boot) : p.firmware.vars;
+    try {
+        fs::copy_file(tmpl, copy);
+    } catch (const std::exception& e) {
+        run.fail("firmware", "copying the OVMF variables template", e.what());
+    }
+    run.step("firmware", "copying " + tmpl.string() + " → " + copy.string());
+}
+
+// 7. A software TPM: swtpm serves the socket the argv names and ends by itself when QEMU
+// disconnects (--terminate). Its state persists in STATE/NAME/tpm.
+void tpm_step(LaunchRun& run) {
+    if (!run.profile.tpm.enabled) return;
+    const auto tpm_state = run.facts.state_dir / "tpm";
+    const auto socket = run.facts.runtime_dir / "swtpm.sock";
+    fs::create_directories(tpm_state);
+    const std::vector<std::string> argv{
+        "swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + tpm_state.string() + ",mode=0600",
+        "--ctrl", "type=unixio,path=" + socket.string(), "--terminate",
+        "--log", "file=" + (run.facts.runtime_dir / "swtpm.log").string()};
+    run.revert.add([&run] { run.swtpm = util::ChildProcess(); });
+    try {
+        util::SpawnOptions options;
+        options.new_session = true;  // ends with QEMU (--terminate), not with a Ctrl-C
+        run.swtpm = util::spawn(argv, options);
+    } catch (const util::SpawnError& e) {
+        run.fail("tpm", "starting swtpm", std::string(e.what()) + " (install the swtpm package)");
+    }
+    const auto deadline = Clock::now() + std::chrono::seconds(10);
+    while (!fs::exists(socket)) {
+        if (auto status = run.swtpm.try_wait())
+            run.fail("tpm", "starting swtpm", "swtpm " + util::describe_wait_status(*status));
+        if (Clock::now() > deadline)
+            run.fail("tpm", "starting swtpm", "swtpm did not open " + socket.string() + " within 10 s");
+        // swtpm creates its socket some milliseconds after exec; nothing to wait on but the file.
+        if (util::wait_readable(-1, Clock::now() + std::chrono::milliseconds(5), &run.interrupt) ==
+            util::WaitResult::interrupted)
+            run.check_interrupt("tpm");
+    }
+    run.step("tpm", "starting swtpm", "state in " + tpm_state.string());
+}
+
+// 8. QEMU, paused (-S); the supervisor takes it from here.
+void spawn_step(LaunchRun& run) {
+    const auto argv = qemu::build_argv(run.profile, run.facts);
+    // QEMU ends before any undo gives its devices back (ChildProcess's kill policy: SIGKILL and
+    // reap; a no-op once it has exited).
+    run.revert.add([&run] { run.qemu = util::ChildProcess(); });
+    try {
+        util::SpawnOptions options;
+        options.log_file = run.dir.log_file();
+        options.new_session = true;  // a terminal's Ctrl-C reaches only the supervisor
+        run.qemu = util::spawn(argv, options);
+    } catch (const util::SpawnError& e) {
+        run.fail("spawn", "starting " + argv.front(), e.what());
+    }
+    run.state.qemu_pid = run.qemu.pid();
+    run.state.qemu_start = util::process_start_time(run.qemu.pid()).value_or(0);
+    run.dir.write_state(run.state);
+    run.step("spawn", "starting " + argv.front() + " paused",
+             "pid " + std::to_string(run.qemu.pid()) + ", log " + run.dir.log_file().string());
+}
+
+constexpr std::array kSteps{
+    LaunchStep{"check", check_step},       LaunchStep{"runtime-dir", runtime_dir_step},
+    LaunchStep{"reserve", reserve_step},   LaunchStep{"bind", bind_step},
+    LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
+    LaunchStep{"tpm", tpm_step},           LaunchStep{"spawn", spawn_step},
+};
+
+}  // namespace
+
+void LaunchRun::step(std::string name, std::string message, std::string detail) const {
+    report(StepEvent{std::move(name), std::move(message), true, std::move(detail), ""});
+}
+
+void LaunchRun::fail(std::string name, std::string message, const std::string& error) const {
+    report(StepEvent{std::move(name), std::move(message), false, "", error});
+    throw StepFailed(error);
+}
+
+void LaunchRun::check_interrupt(std::string_view next_step) {
+    const auto sig = interrupt.pending();
+    if (!sig) return;
+    fail(std::string(next_step), "stopping the launch",
+         signal_name(*sig) + " arrived while launching \"" + profile.name + "\"; everything done so far is undone");
+}
+
+std::span<const LaunchStep> launch_steps() { return kSteps; }
+
+void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv, const fs::path& log) {
+    if (argv.empty()) return;
+    const std::string message = std::string("running ") + which + " hook " + util::shell_join(argv);
+    util::ChildProcess child;
+    try {
+        util::SpawnOptions options;
+        options.log_file = log;
+        child = util::spawn(argv, options);
+    } catch (const util::SpawnError& e) {
+        run.fail(which, message, e.what());
+    }
+    const auto status = wait_child(child, run.interrupt);
+    if (!status) {
+        end_child(child);
+        run.check_interrupt(which);
+    }
+    if (!status || !util::exited_successfully(*status))
+        run.fail(which, message,
+                 "the hook " + (status ? util::describe_wait_status(*status) : std::string("was stopped")) +
+                     " (its output is in " + log.string() + ")");
+    run.step(which, message);
+}
+
+}  // namespace kvmgpu::app

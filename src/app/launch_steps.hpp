@@ -1,0 +1,85 @@
+#pragma once
+// The launch as a pipeline: an ordered list of named steps that share one LaunchRun. Each step
+// registers the undo of a change (run.revert) before it makes the change, and reports what it
+// does through one StepEvent; a step that fails throws StepFailed after reporting it. Between
+// steps, and inside every wait a step makes, a pending SIGINT/SIGTERM/SIGHUP (run.interrupt)
+// ends the launch: everything registered is undone and the launcher exits 1.
+//
+// Adding a host change to the launch is adding one step function and one line in
+// launch_steps(), in the place where it must happen.
+#include <filesystem>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "app/context.hpp"
+#include "app/events.hpp"
+#include "app/launch.hpp"
+#include "app/vm_dir.hpp"
+#include "host/host_model.hpp"
+#include "host/sysfs.hpp"
+#include "preflight/check.hpp"
+#include "profile/profile.hpp"
+#include "qemu/argv.hpp"
+#include "util/error.hpp"
+#include "util/interrupt.hpp"
+#include "util/pci_address.hpp"
+#include "util/process.hpp"
+#include "util/revert.hpp"
+
+namespace kvmgpu::app {
+
+// A step failed and said so with a failed StepEvent; the launch undoes what was done.
+struct StepFailed : util::RuntimeFailure {
+    explicit StepFailed(const std::string& message) : util::RuntimeFailure(message, "launch-failed") {}
+};
+
+// Everything the steps share. Members are declared so that `revert` is destroyed (and so runs
+// its undos) before anything an undo uses.
+struct LaunchRun {
+    LaunchRun(const profile::Profile& p, const Context& c, const LaunchOptions& o, const Report& r,
+              util::Interrupt& i, host::SysfsWriter& w)
+        : profile(p), ctx(c), options(o), report(r), interrupt(i), writer(w), dir(c, p.name) {}
+
+    const profile::Profile& profile;
+    const Context& ctx;
+    const LaunchOptions& options;
+    const Report& report;
+    util::Interrupt& interrupt;
+    host::SysfsWriter& writer;
+
+    VmDir dir;
+    VmState state;
+    preflight::CheckResult checked;
+    std::vector<util::PciAddress> devices;           // what the check's plan binds
+    std::vector<util::PciAddress> not_restored;      // filled by the restore undo
+    std::vector<std::string> original_drivers;       // per device, for the bind messages
+    qemu::HostFacts facts;
+    util::ChildProcess swtpm;
+    util::ChildProcess qemu;
+
+    util::Revert revert;  // last: its destructor runs the undos while the rest still lives
+
+    void step(std::string name, std::string message, std::string detail = {}) const;
+    // Reports the step as failed and throws StepFailed(error).
+    [[noreturn]] void fail(std::string name, std::string message, const std::string& error) const;
+    // Throws StepFailed when a stop signal is pending: the launch ends here.
+    void check_interrupt(std::string_view next_step);
+};
+
+struct LaunchStep {
+    std::string_view name;
+    void (*run)(LaunchRun&);
+};
+
+// The steps before supervision, in order: check, runtime-dir, reserve, bind, prestart,
+// firmware, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
+std::span<const LaunchStep> launch_steps();
+
+// Runs a hook (argv, no shell) to completion, its output appended to `log`; a pending stop
+// signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the step.
+void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv,
+              const std::filesystem::path& log);
+
+}  // namespace kvmgpu::app
