@@ -105,6 +105,10 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         if (options.before_step) options.before_step("qmp");
         run.check_interrupt("qmp");
     } catch (const StepFailed&) {
+        // A stop signal that failed a step (a sysfs write abandoned with EINTR) is taken here, so
+        // that the undos' own writes are not abandoned too; a second signal would abandon them,
+        // and then the journal keeps what `kvmgpu restore` must finish.
+        interrupt.pending();
         run.revert.run();
         throw;
     }
