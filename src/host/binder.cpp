@@ -3,10 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
+#include <cstddef>
 #include <optional>
 #include <system_error>
 #include <thread>
+#include <type_traits>
+#include <variant>
 
 #include "host/journal.hpp"
 #include "util/text.hpp"
@@ -31,7 +35,7 @@ std::string_view step_name(BindStep step) {
 }
 
 bool RestoreReport::ok() const {
-    return std::all_of(devices.begin(), devices.end(), [](const auto& d) { return d.ok; });
+    return std::all_of(changes.begin(), changes.end(), [](const auto& c) { return c.ok; });
 }
 
 namespace {
@@ -115,7 +119,7 @@ std::string driver_text(const std::optional<std::string>& driver) {
 }
 
 // Restores one device to its journal entry; returns a sentence saying what was done.
-std::string restore_one(const fs::path& root, const JournalEntry& entry, SysfsWriter& writer,
+std::string restore_one(const fs::path& root, const DeviceToVfio& entry, SysfsWriter& writer,
                         const BindOptions& options) {
     const PciAddress& address = entry.address;
     const std::string addr = address.str();
@@ -187,10 +191,55 @@ std::string step_hint(BindStep step, const std::string& vm) {
     return {};
 }
 
-int error_of(const std::system_error& e) { return e.code().value(); }
+int error_of(const std::exception& e) {
+    if (const auto* system = dynamic_cast<const std::system_error*>(&e)) return system->code().value();
+    return EIO;  // a journal that cannot be read or parsed
+}
 
-void erase_entry(Journal& journal, const PciAddress& address) {
-    std::erase_if(journal.devices, [&](const JournalEntry& e) { return e.address == address; });
+// The failure of one device's undo during restore, as a sentence with the fix.
+std::string device_restore_failed(const DeviceToVfio& entry, const StepFailed& failure,
+                                  const std::string& vm) {
+    return "restoring PCI device " + util::quoted(entry.address.str()) + " to " +
+           driver_text(entry.driver) + " failed at step " +
+           util::quoted(std::string(step_name(failure.step))) + ": " + failure.detail +
+           "; its journal entry was kept, so `kvmgpu restore " + vm + "` can retry. " +
+           (failure.step == BindStep::wait_driver || failure.step == BindStep::bind
+                ? "Check that the driver " + driver_text(entry.driver) +
+                      " is loaded (`modprobe`); `dmesg` shows why it refused the device."
+                : step_hint(failure.step, vm));
+}
+
+// Undoes one journaled change: a sentence saying what was done, or an UndoError whose what() is
+// the whole sentence for the report.
+std::string undo_change(const HostChange& change, const fs::path& root, const fs::path& journal_file,
+                        const std::string& vm, SysfsWriter& writer, CommandRunner* runner,
+                        const BindOptions& options) {
+    const UndoContext context{root, writer, runner};
+    const std::string kept = "; its journal entry was kept, so `kvmgpu restore " + vm + "` can retry.";
+    return std::visit(
+        [&](const auto& c) -> std::string {
+            using T = std::decay_t<decltype(c)>;
+            if constexpr (std::is_same_v<T, DeviceToVfio>) {
+                try {
+                    return restore_one(root, c, writer, options);
+                } catch (const StepFailed& failure) {
+                    throw UndoError(device_restore_failed(c, failure, vm));
+                }
+            } else if constexpr (std::is_same_v<T, UnknownChange>) {
+                throw UndoError("the journal " + util::quoted(journal_file.string()) +
+                                " holds a change of kind " + util::quoted(c.kind) +
+                                ", which this kvmgpu does not know how to undo (a newer kvmgpu wrote "
+                                "it?); it was kept: undo it with the kvmgpu that made it, or by hand, "
+                                "then delete the entry: " + c.entry.dump());
+            } else {
+                try {
+                    return undo(c, context);
+                } catch (const UndoError& e) {
+                    throw UndoError("restoring " + describe(change) + " failed: " + e.what() + kept);
+                }
+            }
+        },
+        change);
 }
 
 }  // namespace
@@ -200,16 +249,14 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
                         const BindOptions& options) {
     const pid_t pid = options.pid ? options.pid : ::getpid();
     BindResult result;
-    Journal journal;
+    // A journal that cannot be read stops the bind before anything is looked at, let alone changed.
     try {
-        journal = read_journal(runtime_dir, vm).value_or(Journal{vm, pid, {}});
+        read_changes(runtime_dir, vm);
     } catch (const std::exception& e) {
         throw BindError(devices.empty() ? PciAddress{} : devices.front(), BindStep::journal, EIO,
                         true, std::string("binding to vfio-pci did not start: ") + e.what());
     }
-    journal.vm = vm;
-    journal.pid = pid;
-    std::vector<JournalEntry> changed;  // journaled by this call, in binding order
+    std::vector<DeviceToVfio> changed;  // journaled by this call, in binding order
 
     // A device named twice is bound once, at its first place.
     std::vector<PciAddress> unique;
@@ -235,15 +282,13 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
                                      "), so vfio-pci cannot take it; turn the IOMMU on"};
 
             // Undo before mutate: the entry is on disk before the first sysfs write.
-            const JournalEntry entry{address, state.driver, state.driver_override};
-            erase_entry(journal, address);
-            journal.devices.push_back(entry);
-            changed.push_back(entry);
+            const DeviceToVfio entry{address, state.driver, state.driver_override};
             try {
-                write_journal(runtime_dir, journal);
-            } catch (const std::system_error& e) {
+                record_change(runtime_dir, vm, pid, entry);
+            } catch (const std::exception& e) {
                 throw StepFailed{BindStep::journal, error_of(e), e.what()};
             }
+            changed.push_back(entry);
 
             write_or_fail(writer, BindStep::driver_override, dir / "driver_override", kVfioPci);
             if (state.driver)
@@ -270,17 +315,17 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
             for (auto it = changed.rbegin(); it != changed.rend(); ++it) {
                 try {
                     restore_one(root, *it, writer, options);
-                    erase_entry(journal, it->address);
                 } catch (const StepFailed& undo) {
                     rollback_failures.push_back("PCI device " + util::quoted(it->address.str()) +
                                                 " at step " + util::quoted(std::string(step_name(undo.step))) +
                                                 ": " + undo.detail);
+                    continue;
                 }
-            }
-            try {
-                write_journal(runtime_dir, journal);
-            } catch (const std::exception& e) {
-                rollback_failures.push_back(std::string("updating the journal: ") + e.what());
+                try {
+                    drop_change(runtime_dir, vm, *it);
+                } catch (const std::exception& e) {
+                    rollback_failures.push_back(std::string("updating the journal: ") + e.what());
+                }
             }
             std::string message = "binding PCI device " + util::quoted(addr) +
                                   " to vfio-pci failed at step " +
@@ -305,39 +350,52 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
     return result;
 }
 
-RestoreReport restore_devices(const fs::path& root, const fs::path& runtime_dir,
-                              const std::string& vm, SysfsWriter& writer,
+RestoreReport restore_changes(const fs::path& root, const fs::path& runtime_dir,
+                              const std::string& vm, SysfsWriter& writer, CommandRunner* runner,
                               const BindOptions& options) {
     RestoreReport report;
-    auto loaded = read_journal(runtime_dir, vm);
+    auto loaded = read_changes(runtime_dir, vm);
     if (!loaded) return report;
-    Journal journal = std::move(*loaded);
-    const std::vector<JournalEntry> entries = journal.devices;
-    for (auto it = entries.rbegin(); it != entries.rend(); ++it) {
-        RestoreOutcome outcome{it->address, false, {}};
+    ChangeJournal journal = std::move(*loaded);
+    const fs::path file = journal_path(runtime_dir, vm);
+    // Last made, first undone. Only the entry at `i` is ever erased, so the ones before it keep
+    // their places.
+    for (std::size_t i = journal.changes.size(); i-- > 0;) {
+        const HostChange change = journal.changes[i];
+        RestoreOutcome outcome;
+        outcome.kind = std::string(kind_name(change));
+        outcome.what = subject(change);
+        if (const auto* device = std::get_if<DeviceToVfio>(&change)) outcome.address = device->address;
         try {
-            outcome.message = restore_one(root, *it, writer, options);
+            outcome.message = undo_change(change, root, file, vm, writer, runner, options);
             outcome.ok = true;
-            erase_entry(journal, it->address);
-            write_journal(runtime_dir, journal);
-        } catch (const StepFailed& failure) {
-            outcome.message = "restoring PCI device " + util::quoted(it->address.str()) + " to " +
-                              driver_text(it->driver) + " failed at step " +
-                              util::quoted(std::string(step_name(failure.step))) + ": " +
-                              failure.detail + "; its journal entry was kept, so `kvmgpu restore " +
-                              vm + "` can retry. " +
-                              (failure.step == BindStep::wait_driver || failure.step == BindStep::bind
-                                   ? "Check that the driver " + driver_text(it->driver) +
-                                         " is loaded (`modprobe`); `dmesg` shows why it refused the device."
-                                   : step_hint(failure.step, vm));
+        } catch (const UndoError& e) {
+            outcome.message = e.what();
         } catch (const std::exception& e) {
-            outcome.ok = false;
-            outcome.message = "PCI device " + util::quoted(it->address.str()) +
-                              " was restored but the journal could not be updated: " + e.what();
+            outcome.message = "restoring " + describe(change) + " failed: " + e.what() +
+                              "; its journal entry was kept, so `kvmgpu restore " + vm + "` can retry.";
         }
-        report.devices.push_back(std::move(outcome));
+        if (outcome.ok) {
+            try {
+                journal.changes.erase(journal.changes.begin() + static_cast<std::ptrdiff_t>(i));
+                write_changes(runtime_dir, journal);
+            } catch (const std::exception& e) {
+                std::string what = describe(change);
+                what[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(what[0])));
+                outcome.ok = false;
+                outcome.message = what + " was restored but the journal could not be updated: " + e.what();
+            }
+        }
+        if (std::holds_alternative<DeviceToVfio>(change)) report.devices.push_back(outcome);
+        report.changes.push_back(std::move(outcome));
     }
     return report;
+}
+
+RestoreReport restore_devices(const fs::path& root, const fs::path& runtime_dir,
+                              const std::string& vm, SysfsWriter& writer,
+                              const BindOptions& options, CommandRunner* runner) {
+    return restore_changes(root, runtime_dir, vm, writer, runner, options);
 }
 
 void to_json(nlohmann::json& j, const BindResult& result) {
@@ -348,11 +406,12 @@ void to_json(nlohmann::json& j, const BindResult& result) {
 }
 
 void to_json(nlohmann::json& j, const RestoreOutcome& outcome) {
-    j = {{"address", outcome.address.str()}, {"ok", outcome.ok}, {"message", outcome.message}};
+    j = {{"kind", outcome.kind}, {"what", outcome.what}, {"ok", outcome.ok}, {"message", outcome.message}};
+    if (outcome.kind == DeviceToVfio::kind) j["address"] = outcome.address.str();
 }
 
 void to_json(nlohmann::json& j, const RestoreReport& report) {
-    j = {{"ok", report.ok()}, {"devices", report.devices}};
+    j = {{"ok", report.ok()}, {"changes", report.changes}, {"devices", report.devices}};
 }
 
 }  // namespace kvmgpu::host

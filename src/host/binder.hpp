@@ -3,8 +3,8 @@
 //
 // Binding one device is exactly this sequence (the one Linux documents for driver_override,
 // and the one a real-kernel test guest runs against its real sysfs):
-//   1. journal   record the original driver and driver_override in RUNTIME/journal/<vm>.json
-//                (see journal.hpp), durable before anything on the host changes;
+//   1. journal   record the original driver and driver_override as a device-to-vfio change
+//                (record_change, journal.hpp), durable before anything on the host changes;
 //   2. driver_override  write "vfio-pci" to sys/bus/pci/devices/ADDR/driver_override;
 //   3. unbind    write ADDR to sys/bus/pci/devices/ADDR/driver/unbind (skipped if no driver);
 //   4. drivers_probe    write ADDR to sys/bus/pci/drivers_probe;
@@ -19,6 +19,8 @@
 //   3. bind      write ADDR to sys/bus/pci/drivers/<original>/bind, falling back to
 //                drivers_probe when that write fails; then poll until the driver is back;
 //   4. the journal entry is dropped.
+// Restore replays every change in the journal (host_change.hpp), devices and the other kinds,
+// last made first; see restore_changes below.
 // The override is cleared before the rebind because the kernel matches a device with an
 // override only to the driver it names: binding the original driver first fails with ENODEV.
 // Every step checks the current state first, so restoring twice, or restoring a device that is
@@ -34,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "host/host_change.hpp"
 #include "host/sysfs.hpp"
 #include "util/pci_address.hpp"
 
@@ -87,24 +90,39 @@ BindResult bind_devices(const std::filesystem::path& root, const std::filesystem
                         const std::string& vm, const std::vector<util::PciAddress>& devices,
                         SysfsWriter& writer, const BindOptions& options = {});
 
+// The undo of one journaled change.
 struct RestoreOutcome {
-    util::PciAddress address;
+    util::PciAddress address;  // the device of a device-to-vfio change; 0000:00:00.0 otherwise
     bool ok = false;
     std::string message;  // a sentence: what was done, or what failed and how to fix it
+    std::string kind = std::string(DeviceToVfio::kind);  // kind_name() of the change
+    std::string what;     // subject() of the change: the address, the path, the unit, the module
 };
 
 struct RestoreReport {
-    std::vector<RestoreOutcome> devices;  // in restore order (reverse binding order)
-    bool ok() const;
+    std::vector<RestoreOutcome> changes;  // every change, in restore order (last made first)
+    std::vector<RestoreOutcome> devices;  // the device-to-vfio ones among them, in the same order
+    bool ok() const;                      // every change was undone
 };
 
-// Restores every device in the VM's journal from the journal alone (the launcher may be long
-// dead), last bound first, dropping each entry that was restored. Failed entries stay in the
-// journal so the restore can be retried. No journal: an empty, successful report. A journal
-// that cannot be read or parsed throws std::runtime_error naming the file.
+// Undoes every change in the VM's journal from the journal alone (the launcher may be long
+// dead), last made first, each by its kind's undo: devices as described above, the other kinds
+// as host_change.hpp says, programs through `runner` (null: their undo fails, saying so). An
+// entry whose undo succeeded is dropped from the journal at once (an atomic rewrite); a failed
+// one stays, so the restore can be retried, and is reported; the replay goes on with the changes
+// made before it. An entry of a kind this kvmgpu does not know always fails and stays. No
+// journal: an empty, successful report. A journal that cannot be read or parsed throws
+// std::runtime_error naming the file.
+RestoreReport restore_changes(const std::filesystem::path& root,
+                              const std::filesystem::path& runtime_dir, const std::string& vm,
+                              SysfsWriter& writer, CommandRunner* runner,
+                              const BindOptions& options = {});
+
+// restore_changes() under its name from when journals held devices only.
 RestoreReport restore_devices(const std::filesystem::path& root,
                               const std::filesystem::path& runtime_dir, const std::string& vm,
-                              SysfsWriter& writer, const BindOptions& options = {});
+                              SysfsWriter& writer, const BindOptions& options = {},
+                              CommandRunner* runner = nullptr);
 
 void to_json(nlohmann::json& j, const BindResult& result);
 void to_json(nlohmann::json& j, const RestoreOutcome& outcome);

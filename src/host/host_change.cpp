@@ -1,0 +1,330 @@
+#include "host/host_change.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <cstdio>
+#include <optional>
+#include <stdexcept>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "util/fd.hpp"
+#include "util/text.hpp"
+
+namespace kvmgpu::host {
+
+namespace fs = std::filesystem;
+
+std::string_view kind_name(const HostChange& change) {
+    return std::visit([](const auto& c) -> std::string_view { return c.kind; }, change);
+}
+
+namespace {
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+    using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+std::string mode_text(mode_t mode) {
+    char text[8];
+    std::snprintf(text, sizeof text, "%04o", static_cast<unsigned>(mode & 07777));
+    return text;
+}
+
+std::string owner_text(uid_t uid, gid_t gid, mode_t mode) {
+    return std::to_string(uid) + ":" + std::to_string(gid) + " with mode " + mode_text(mode);
+}
+
+// A unit or module name must be one argv word that no program takes for an option.
+std::optional<std::string> bad_name(std::string_view what, const std::string& name) {
+    if (name.empty()) return "the " + std::string(what) + " name is empty";
+    if (name.front() == '-' || util::find_control_char(name))
+        return "the " + std::string(what) + " name " + util::quoted(name) + " is not a " +
+               std::string(what) + " name";
+    return std::nullopt;
+}
+
+// `path` must be absolute and must not climb out of the root.
+std::optional<std::string> bad_path(const fs::path& path) {
+    if (!path.is_absolute()) return "the path " + util::quoted(path.string()) + " is not absolute";
+    for (const auto& part : path)
+        if (part == "..")
+            return "the path " + util::quoted(path.string()) + " climbs out of its directory with \"..\"";
+    return std::nullopt;
+}
+
+std::string run_undo(const UndoContext& context, const std::vector<std::string>& argv,
+                     const std::string& cannot) {
+    if (!context.runner) throw UndoError("cannot " + cannot + ": no command runner");
+    const std::string shown = "`" + util::shell_join(argv) + "`";
+    int status = 0;
+    try {
+        status = context.runner->run(argv);
+    } catch (const std::exception& e) {
+        throw UndoError("cannot " + cannot + ": " + shown + " could not be run (" + e.what() + ")");
+    }
+    if (status != 0)
+        throw UndoError("cannot " + cannot + ": " + shown + " exited with status " +
+                        std::to_string(status));
+    return shown;
+}
+
+}  // namespace
+
+std::string subject(const HostChange& change) {
+    return std::visit(Overloaded{
+                          [](const DeviceToVfio& c) { return c.address.str(); },
+                          [](const FileOwnerChanged& c) { return c.path.string(); },
+                          [](const SysfsValueChanged& c) { return c.path.string(); },
+                          [](const ServiceStopped& c) { return c.unit; },
+                          [](const ModuleUnloaded& c) { return c.name; },
+                          [](const UnknownChange& c) { return c.kind; },
+                      },
+                      change);
+}
+
+std::string describe(const HostChange& change) {
+    const std::string what = util::quoted(subject(change));
+    return std::visit(Overloaded{
+                          [&](const DeviceToVfio&) { return "PCI device " + what; },
+                          [&](const FileOwnerChanged&) { return "the owner and mode of " + what; },
+                          [&](const SysfsValueChanged&) { return "the value of " + what; },
+                          [&](const ServiceStopped&) { return "the service " + what; },
+                          [&](const ModuleUnloaded&) { return "the module " + what; },
+                          [&](const UnknownChange&) { return "a change of kind " + what; },
+                      },
+                      change);
+}
+
+// ---- undo ----------------------------------------------------------------------------------
+
+std::string undo(const FileOwnerChanged& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    const fs::path file = under(context.root, change.path);
+    const std::string shown = util::quoted(file.string());
+    const std::string wanted = owner_text(change.uid, change.gid, change.mode);
+    // O_PATH opens without opening the device behind a node (a /dev/vfio/N open would claim the
+    // group); O_NOFOLLOW makes a symbolic link swapped in since then an fd on the link itself,
+    // which the S_ISLNK check below refuses.
+    util::Fd fd(::open(file.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd) {
+        const int error = errno;
+        if (error == ENOENT) return shown + " is no longer present; nothing to restore.";
+        throw UndoError("cannot open " + shown + ": " + errno_text(error));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw UndoError("cannot stat " + shown + ": " + errno_text(errno));
+    if (S_ISLNK(st.st_mode))
+        throw UndoError(shown + " is a symbolic link now, which kvmgpu does not follow; check where it "
+                        "points, and give the file it replaced back its owner " + wanted + " by hand");
+    const mode_t mode = change.mode & 07777;
+    if (st.st_uid == change.uid && st.st_gid == change.gid && (st.st_mode & 07777) == mode)
+        return "The owner of " + shown + " was already " + wanted + ".";
+
+    if (st.st_uid != change.uid || st.st_gid != change.gid) {
+        if (::fchownat(fd.get(), "", change.uid, change.gid, AT_EMPTY_PATH) != 0)
+            throw UndoError("changing the owner of " + shown + " back to " + std::to_string(change.uid) +
+                            ":" + std::to_string(change.gid) + " failed: " + errno_text(errno));
+        // chown clears the set-user-ID and set-group-ID bits: the mode is compared afterwards.
+        if (::fstat(fd.get(), &st) != 0) throw UndoError("cannot stat " + shown + ": " + errno_text(errno));
+    }
+    if ((st.st_mode & 07777) != mode) {
+        // An O_PATH fd takes no fchmod; its /proc/self/fd entry reaches the same inode without
+        // looking the path up again, so the file checked above is the file changed.
+        const std::string self = "/proc/self/fd/" + std::to_string(fd.get());
+        if (::chmod(self.c_str(), mode) != 0)
+            throw UndoError("changing the mode of " + shown + " back to " + mode_text(mode) +
+                            " failed: " + errno_text(errno));
+    }
+    return "The owner of " + shown + " is back to " + wanted + ".";
+}
+
+std::string undo(const SysfsValueChanged& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    const fs::path file = under(context.root, change.path);
+    const std::string shown = util::quoted(file.string());
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return shown + " is no longer present; nothing to restore.";
+    const std::string old = util::quoted(change.old_value);
+    if (read_attr(file) == change.old_value) return shown + " was already " + old + ".";
+    // A write of zero bytes may never reach the attribute's store; a lone newline does, and the
+    // kernel reads it as empty (a cpuset's cpus, a driver_override).
+    const std::string_view data = change.old_value.empty() ? std::string_view("\n") : change.old_value;
+    if (const int error = context.writer.write(file, data); error != 0)
+        throw UndoError("writing " + old + " back to " + shown + " failed: " + errno_text(error));
+    const auto now = read_attr(file);
+    if (now != change.old_value)
+        return shown + " was given " + old + " back, and the kernel made it " +
+               (now ? util::quoted(*now) : std::string("unreadable")) + ".";
+    return shown + " is back to " + old + ".";
+}
+
+std::string undo(const ServiceStopped& change, const UndoContext& context) {
+    if (auto bad = bad_name("unit", change.unit)) throw UndoError(*bad);
+    const std::string command =
+        run_undo(context, {"systemctl", "start", change.unit}, "start " + util::quoted(change.unit));
+    return "The service " + util::quoted(change.unit) + " was started again (" + command + ").";
+}
+
+std::string undo(const ModuleUnloaded& change, const UndoContext& context) {
+    if (auto bad = bad_name("module", change.name)) throw UndoError(*bad);
+    const std::string command =
+        run_undo(context, {"modprobe", change.name}, "load " + util::quoted(change.name));
+    return "The module " + util::quoted(change.name) + " was loaded again (" + command + ").";
+}
+
+// ---- JSON ----------------------------------------------------------------------------------
+
+namespace {
+
+nlohmann::json optional_json(const std::optional<std::string>& value) {
+    return value ? nlohmann::json(*value) : nlohmann::json(nullptr);
+}
+
+std::optional<std::string> optional_string(const nlohmann::json& j, const char* key) {
+    const auto& v = j.at(key);
+    if (v.is_null()) return std::nullopt;
+    return v.get<std::string>();
+}
+
+[[noreturn]] void bad_field(std::string_view kind, const char* key, const std::string& why) {
+    throw std::runtime_error("a " + util::quoted(kind) + " change has a bad " + util::quoted(key) +
+                             ": " + why);
+}
+
+fs::path path_field(const nlohmann::json& j, std::string_view kind) {
+    fs::path path = j.at("path").get<std::string>();
+    if (auto bad = bad_path(path)) bad_field(kind, "path", *bad);
+    return path;
+}
+
+std::string name_field(const nlohmann::json& j, std::string_view kind, const char* key,
+                       std::string_view what) {
+    std::string name = j.at(key).get<std::string>();
+    if (auto bad = bad_name(what, name)) bad_field(kind, key, *bad);
+    return name;
+}
+
+// A uid or gid: a JSON number that fits, and not -1 (which chown reads as "leave it").
+unsigned id_field(const nlohmann::json& j, std::string_view kind, const char* key) {
+    const auto& v = j.at(key);
+    if (!v.is_number_unsigned() || v.get<std::uint64_t>() >= 0xffffffffULL)
+        bad_field(kind, key, v.dump() + " is not a user or group id");
+    return v.get<unsigned>();
+}
+
+// The mode as octal text ("0660"), the way a person reading the journal by hand expects it.
+mode_t mode_field(const nlohmann::json& j, std::string_view kind) {
+    const std::string text = j.at("mode").get<std::string>();
+    unsigned mode = 0;
+    bool ok = !text.empty() && text.size() <= 5;
+    for (char c : text) {
+        if (c < '0' || c > '7') ok = false;
+        mode = mode * 8 + static_cast<unsigned>(c - '0');
+    }
+    if (!ok || mode > 07777) bad_field(kind, "mode", util::quoted(text) + " is not an octal mode like \"0660\"");
+    return static_cast<mode_t>(mode);
+}
+
+template <typename T>
+nlohmann::json with_kind(nlohmann::json fields) {
+    fields["kind"] = std::string(T::kind);
+    return fields;
+}
+
+// from_json for the alternative whose static kind is `kind`; false when none is.
+template <std::size_t I = 0>
+bool from_known_kind(const nlohmann::json& j, std::string_view kind, HostChange& change) {
+    if constexpr (I == std::variant_size_v<HostChange>) {
+        return false;
+    } else {
+        using T = std::variant_alternative_t<I, HostChange>;
+        if constexpr (!std::is_same_v<T, UnknownChange>) {
+            if (kind == T::kind) {
+                change = j.get<T>();
+                return true;
+            }
+        }
+        return from_known_kind<I + 1>(j, kind, change);
+    }
+}
+
+}  // namespace
+
+void to_json(nlohmann::json& j, const DeviceToVfio& c) {
+    j = with_kind<DeviceToVfio>({{"address", c.address.str()},
+                                 {"driver", optional_json(c.driver)},
+                                 {"driver_override", optional_json(c.driver_override)}});
+}
+
+void from_json(const nlohmann::json& j, DeviceToVfio& c) {
+    const auto text = j.at("address").get<std::string>();
+    auto address = util::PciAddress::parse(text);
+    if (!address) throw std::runtime_error("bad PCI address " + util::quoted(text));
+    c.address = *address;
+    c.driver = optional_string(j, "driver");
+    c.driver_override = optional_string(j, "driver_override");
+}
+
+void to_json(nlohmann::json& j, const FileOwnerChanged& c) {
+    j = with_kind<FileOwnerChanged>(
+        {{"path", c.path.string()}, {"uid", c.uid}, {"gid", c.gid}, {"mode", mode_text(c.mode)}});
+}
+
+void from_json(const nlohmann::json& j, FileOwnerChanged& c) {
+    constexpr auto kind = FileOwnerChanged::kind;
+    c.path = path_field(j, kind);
+    c.uid = id_field(j, kind, "uid");
+    c.gid = id_field(j, kind, "gid");
+    c.mode = mode_field(j, kind);
+}
+
+void to_json(nlohmann::json& j, const SysfsValueChanged& c) {
+    j = with_kind<SysfsValueChanged>({{"path", c.path.string()}, {"old_value", c.old_value}});
+}
+
+void from_json(const nlohmann::json& j, SysfsValueChanged& c) {
+    c.path = path_field(j, SysfsValueChanged::kind);
+    c.old_value = j.at("old_value").get<std::string>();
+}
+
+void to_json(nlohmann::json& j, const ServiceStopped& c) {
+    j = with_kind<ServiceStopped>({{"unit", c.unit}});
+}
+
+void from_json(const nlohmann::json& j, ServiceStopped& c) {
+    c.unit = name_field(j, ServiceStopped::kind, "unit", "unit");
+}
+
+void to_json(nlohmann::json& j, const ModuleUnloaded& c) {
+    j = with_kind<ModuleUnloaded>({{"name", c.name}});
+}
+
+void from_json(const nlohmann::json& j, ModuleUnloaded& c) {
+    c.name = name_field(j, ModuleUnloaded::kind, "name", "module");
+}
+
+void to_json(nlohmann::json& j, const UnknownChange& c) { j = c.entry; }
+
+void to_json(nlohmann::json& j, const HostChange& change) {
+    std::visit([&](const auto& c) { to_json(j, c); }, change);
+}
+
+void from_json(const nlohmann::json& j, HostChange& change) {
+    if (!j.is_object()) throw std::runtime_error("a change is " + j.dump() + ", not a JSON object");
+    const auto kind = j.find("kind");
+    if (kind == j.end() || !kind->is_string())
+        throw std::runtime_error("a change has no \"kind\": " + j.dump());
+    const std::string name = kind->get<std::string>();
+    if (!from_known_kind(j, name, change)) change = UnknownChange{name, j};
+}
+
+}  // namespace kvmgpu::host

@@ -1,0 +1,159 @@
+#pragma once
+// The changes kvmgpu makes to a host, one typed entry per kind, each with its JSON (as the
+// restore journal stores it, see journal.hpp) and its undo.
+//
+// Every change is journaled before it is made and undone from the journal alone, so an entry
+// holds everything its undo needs: the original state, never the new one. Kinds and their undo:
+//   device-to-vfio       a PCI device moved to vfio-pci: back on its driver (the binder's undo,
+//                        restore_changes in binder.hpp);
+//   file-owner-changed   a file's owner, group and mode: chown/chmod back, never through a
+//                        symbolic link;
+//   sysfs-value-changed  a sysfs/procfs attribute (nr_hugepages, smp_affinity_list, a cpuset
+//                        file): its old value written back through the SysfsWriter;
+//   service-stopped      `systemctl start UNIT`, through a CommandRunner;
+//   module-unloaded      `modprobe NAME`, through a CommandRunner.
+// A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
+// UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
+//
+// Undos check the current state first where the host shows it (devices, files, attributes), so
+// undoing a change that is already undone writes nothing. Starting a unit and loading a module
+// are idempotent, so they simply run again.
+#include <sys/types.h>
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "host/sysfs.hpp"
+#include "util/pci_address.hpp"
+
+namespace kvmgpu::host {
+
+// What a PCI device was bound to before kvmgpu moved it to vfio-pci.
+struct DeviceToVfio {
+    static constexpr std::string_view kind = "device-to-vfio";
+    util::PciAddress address;
+    std::optional<std::string> driver;           // the original driver; nullopt: none
+    std::optional<std::string> driver_override;  // the original override; nullopt: "(null)"
+    bool operator==(const DeviceToVfio&) const = default;
+};
+
+// A file's original owner and permission bits (mode & 07777), e.g. a /dev/vfio/N node handed
+// to an unprivileged QEMU. `path` is as on the host ("/dev/vfio/1"); it is taken under the root.
+struct FileOwnerChanged {
+    static constexpr std::string_view kind = "file-owner-changed";
+    std::filesystem::path path;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    mode_t mode = 0;
+    bool operator==(const FileOwnerChanged&) const = default;
+};
+
+// A sysfs or procfs attribute's value before kvmgpu wrote it ("/proc/irq/24/smp_affinity_list",
+// "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages"), as read_attr() shows it.
+struct SysfsValueChanged {
+    static constexpr std::string_view kind = "sysfs-value-changed";
+    std::filesystem::path path;
+    std::string old_value;
+    bool operator==(const SysfsValueChanged&) const = default;
+};
+
+// A systemd unit kvmgpu stopped ("display-manager.service").
+struct ServiceStopped {
+    static constexpr std::string_view kind = "service-stopped";
+    std::string unit;
+    bool operator==(const ServiceStopped&) const = default;
+};
+
+// A kernel module kvmgpu unloaded ("nouveau").
+struct ModuleUnloaded {
+    static constexpr std::string_view kind = "module-unloaded";
+    std::string name;
+    bool operator==(const ModuleUnloaded&) const = default;
+};
+
+// An entry whose "kind" this kvmgpu does not know, kept exactly as it was read.
+struct UnknownChange {
+    std::string kind;  // like the static `kind` of the kinds above, so `change.kind` reads alike
+    nlohmann::json entry;  // the whole entry, "kind" included
+    bool operator==(const UnknownChange&) const = default;
+};
+
+using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
+                                ModuleUnloaded, UnknownChange>;
+
+// The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
+// "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
+// (a view into `change`, valid while it lives).
+std::string_view kind_name(const HostChange& change);
+
+// The thing a change is about, as text: the PCI address, the path, the unit, the module; an
+// unknown entry's kind.
+std::string subject(const HostChange& change);
+
+// The thing a change is about, for a sentence: `PCI device "0000:01:00.0"`, `the owner and
+// mode of "/dev/vfio/1"`, `the value of "/proc/irq/24/smp_affinity_list"`, `the service
+// "display-manager.service"`, `the module "nouveau"`, `a change of kind "K"`.
+std::string describe(const HostChange& change);
+
+// Runs a program from an argv vector, never through a shell, and returns its exit status: 0 for
+// success, anything else is a failure. It may throw std::exception when the program cannot be
+// started at all. The caller provides the production runner (util::spawn and a wait); tests
+// substitute a recording fake.
+class CommandRunner {
+public:
+    virtual ~CommandRunner() = default;
+    virtual int run(const std::vector<std::string>& argv) = 0;
+};
+
+// An undo that failed; what() is a sentence saying what failed and why.
+class UndoError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+// What the undos of the kinds below need: the host root, the one writer for sysfs, and the
+// runner for programs (null: undos that run a program fail, saying there is no runner).
+struct UndoContext {
+    std::filesystem::path root;
+    SysfsWriter& writer;
+    CommandRunner* runner = nullptr;
+};
+
+// Undo one change; each returns a sentence saying what was done and throws UndoError when the
+// host could not be put back. (DeviceToVfio's undo is the binder's; UnknownChange has none.)
+//
+// file-owner-changed: the file is opened with O_PATH|O_NOFOLLOW and changed through that fd,
+// so a symbolic link swapped in since is refused, never followed. A file that is gone is
+// nothing to restore.
+std::string undo(const FileOwnerChanged& change, const UndoContext& context);
+// An attribute that is gone (the cpuset or the IRQ went away) is nothing to restore.
+std::string undo(const SysfsValueChanged& change, const UndoContext& context);
+// `systemctl start UNIT`
+std::string undo(const ServiceStopped& change, const UndoContext& context);
+// `modprobe NAME`
+std::string undo(const ModuleUnloaded& change, const UndoContext& context);
+
+// The JSON of one entry: its fields and "kind". A DeviceToVfio reads with or without "kind"
+// (journals from before host changes have none). from_json(HostChange) dispatches on "kind";
+// an unknown kind gives an UnknownChange; a missing "kind" or a bad field throws.
+void to_json(nlohmann::json& j, const DeviceToVfio& change);
+void from_json(const nlohmann::json& j, DeviceToVfio& change);
+void to_json(nlohmann::json& j, const FileOwnerChanged& change);
+void from_json(const nlohmann::json& j, FileOwnerChanged& change);
+void to_json(nlohmann::json& j, const SysfsValueChanged& change);
+void from_json(const nlohmann::json& j, SysfsValueChanged& change);
+void to_json(nlohmann::json& j, const ServiceStopped& change);
+void from_json(const nlohmann::json& j, ServiceStopped& change);
+void to_json(nlohmann::json& j, const ModuleUnloaded& change);
+void from_json(const nlohmann::json& j, ModuleUnloaded& change);
+void to_json(nlohmann::json& j, const UnknownChange& change);
+void to_json(nlohmann::json& j, const HostChange& change);
+void from_json(const nlohmann::json& j, HostChange& change);
+
+}  // namespace kvmgpu::host

@@ -1,0 +1,394 @@
+#include "host/host_change.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <functional>
+#include <map>
+
+#include "host/binder.hpp"
+#include "host/journal.hpp"
+#include "host_fixture.hpp"
+#include "util/text.hpp"
+
+namespace fs = std::filesystem;
+using namespace kvmgpu;
+using namespace kvmgpu::host;
+using kvmgpu::test::HostFixture;
+
+namespace {
+
+util::PciAddress addr(const char* text) { return *util::PciAddress::parse(text); }
+
+BindOptions fast() {
+    BindOptions o;
+    o.timeout = std::chrono::milliseconds(50);
+    o.poll_interval = std::chrono::milliseconds(1);
+    return o;
+}
+
+// The SysfsWriter of a whole fixture host: PCI attributes go to the simulated kernel; any other
+// attribute (hugepages, IRQ affinity, cpusets) is a file the kernel shows with a newline, written
+// in place. Every write is logged as an event, in one log with the runner's.
+class HostWriter final : public SysfsWriter {
+public:
+    HostWriter(HostFixture& fx, std::vector<std::string>& events) : kernel(fx), fx_(fx), events_(events) {}
+
+    int write(const fs::path& file, std::string_view data) override {
+        const fs::path rel = file.lexically_relative(fx_.root());
+        std::string shown;
+        for (char c : data) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
+        events_.push_back("write " + rel.string() + " <- " + shown);
+        if (rel.string().starts_with("sys/bus/pci/")) return kernel.write(file, data);
+        if (const auto it = fail.find(rel.string()); it != fail.end()) return it->second;
+        const int fd = ::open(file.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+        if (fd < 0) return errno;
+        std::string value(data);
+        if (!value.empty() && value.back() == '\n') value.pop_back();
+        value += '\n';
+        const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
+        ::close(fd);
+        return ok ? 0 : EIO;
+    }
+
+    test::SimulatedKernel kernel;
+    std::map<std::string, int> fail;  // path under the root → the errno its writes fail with
+
+private:
+    HostFixture& fx_;
+    std::vector<std::string>& events_;
+};
+
+// Records every argv and answers with the exit status set for its last word (0 by default).
+class FakeRunner final : public CommandRunner {
+public:
+    explicit FakeRunner(std::vector<std::string>& events) : events_(events) {}
+
+    int run(const std::vector<std::string>& argv) override {
+        calls.push_back(argv);
+        events_.push_back("run " + util::shell_join(argv));
+        const auto it = status.find(argv.back());
+        return it == status.end() ? 0 : it->second;
+    }
+
+    std::vector<std::vector<std::string>> calls;
+    std::map<std::string, int> status;
+
+private:
+    std::vector<std::string>& events_;
+};
+
+// A fixture host with one writer and one runner sharing a log, and the journal of VM "vm".
+struct Host {
+    HostFixture fx;
+    std::vector<std::string> events;
+    HostWriter writer{fx, events};
+    FakeRunner runner{events};
+
+    RestoreReport restore() { return restore_changes(fx.root(), fx.runtime(), "vm", writer, &runner, fast()); }
+    void record(const HostChange& change) { record_change(fx.runtime(), "vm", 4242, change); }
+    std::vector<HostChange> journal() const {
+        const auto j = read_changes(fx.runtime(), "vm");
+        return j ? j->changes : std::vector<HostChange>{};
+    }
+    // A file under the root with the given owner and mode.
+    void make_file(const std::string& rel, uid_t uid, gid_t gid, mode_t mode, const std::string& content = "") {
+        fx.write(rel, content);
+        REQUIRE(::chown(fx.path(rel).c_str(), uid, gid) == 0);
+        REQUIRE(::chmod(fx.path(rel).c_str(), mode) == 0);
+    }
+    std::string owner(const std::string& rel) const {
+        struct stat st {};
+        if (::lstat(fx.path(rel).c_str(), &st) != 0) return "missing";
+        char mode[8];
+        std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+        return std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid) + " " + mode;
+    }
+    std::string attr(const std::string& rel) const { return read_attr(fx.path(rel)).value_or("missing"); }
+};
+
+constexpr const char* kHugepages = "sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages";
+constexpr const char* kIrq = "proc/irq/24/smp_affinity_list";
+
+}  // namespace
+
+TEST_CASE("each kind of host change is undone from the journal and dropped from it", "[host][journal]") {
+    struct Row {
+        const char* kind;
+        // Sets the host up, journals the change and makes it.
+        std::function<void(Host&)> make;
+        std::function<void(Host&)> check;  // the host is back
+        std::vector<std::string> events;   // writes and runs of the restore
+        std::string message;               // its message, after the root
+    };
+    const Row rows[] = {
+        {"device-to-vfio",
+         [](Host& h) {
+             test::add_gpu_with_audio(h.fx);
+             bind_devices(h.fx.root(), h.fx.runtime(), "vm", {addr("0000:01:00.0")}, h.writer, fast());
+         },
+         [](Host& h) {
+             CHECK(h.fx.driver_of("0000:01:00.0") == "nouveau");
+             CHECK(h.fx.override_of("0000:01:00.0") == "(null)");
+         },
+         {"write sys/bus/pci/devices/0000:01:00.0/driver_override <- \\n",
+          "write sys/bus/pci/devices/0000:01:00.0/driver/unbind <- 0000:01:00.0",
+          "write sys/bus/pci/drivers/nouveau/bind <- 0000:01:00.0"},
+         "PCI device \"0000:01:00.0\" is back on \"nouveau\"."},
+        {"file-owner-changed",
+         [](Host& h) {
+             h.make_file("dev/vfio/1", 0, 0, 0600);
+             h.record(FileOwnerChanged{"/dev/vfio/1", 0, 0, 0600});
+             // Handed to QEMU's user, as Debian's libvirt-qemu.
+             REQUIRE(::chown(h.fx.path("dev/vfio/1").c_str(), 64055, 64055) == 0);
+             REQUIRE(::chmod(h.fx.path("dev/vfio/1").c_str(), 0660) == 0);
+             REQUIRE(h.owner("dev/vfio/1") == "64055:64055 0660");
+         },
+         [](Host& h) { CHECK(h.owner("dev/vfio/1") == "0:0 0600"); },
+         {},
+         "/dev/vfio/1\" is back to 0:0 with mode 0600."},
+        {"sysfs-value-changed",
+         [](Host& h) {
+             h.record(SysfsValueChanged{std::string("/") + kHugepages, "0"});
+             h.fx.write(kHugepages, "512\n");
+         },
+         [](Host& h) { CHECK(h.attr(kHugepages) == "0"); },
+         {std::string("write ") + kHugepages + " <- 0"},
+         "nr_hugepages\" is back to \"0\"."},
+        {"service-stopped",
+         [](Host& h) { h.record(ServiceStopped{"display-manager.service"}); },
+         [](Host& h) {
+             CHECK(h.runner.calls ==
+                   std::vector<std::vector<std::string>>{{"systemctl", "start", "display-manager.service"}});
+         },
+         {"run systemctl start display-manager.service"},
+         "The service \"display-manager.service\" was started again (`systemctl start display-manager.service`)."},
+        {"module-unloaded",
+         [](Host& h) { h.record(ModuleUnloaded{"nouveau"}); },
+         [](Host& h) { CHECK(h.runner.calls == std::vector<std::vector<std::string>>{{"modprobe", "nouveau"}}); },
+         {"run modprobe nouveau"},
+         "The module \"nouveau\" was loaded again (`modprobe nouveau`)."},
+    };
+    for (const Row& row : rows) {
+        DYNAMIC_SECTION(row.kind) {
+            Host h;
+            row.make(h);
+            REQUIRE(h.journal().size() == 1);
+            CHECK(kind_name(h.journal()[0]) == row.kind);
+            h.events.clear();
+
+            const RestoreReport report = h.restore();
+            row.check(h);
+            CHECK(h.events == row.events);
+            CHECK(report.ok());
+            REQUIRE(report.changes.size() == 1);
+            CHECK(report.changes[0].kind == row.kind);
+            CHECK(report.changes[0].ok);
+            CHECK(report.changes[0].message.ends_with(row.message));
+            CHECK(report.devices.size() == (std::string(row.kind) == "device-to-vfio" ? 1u : 0u));
+            CHECK_FALSE(fs::exists(journal_path(h.fx.runtime(), "vm")));
+        }
+    }
+}
+
+TEST_CASE("changes of every kind are undone last made first", "[host][journal]") {
+    Host h;
+    test::add_gpu_with_audio(h.fx);
+    h.fx.write(kIrq, "0-7\n");
+    const auto before = h.fx.snapshot();
+
+    // A launch: unload the host driver, stop the display manager, raise hugepages, bind the
+    // GPU and its audio, hand the group's node to QEMU's user, move an IRQ off the VM's CPUs.
+    h.record(ModuleUnloaded{"nouveau"});
+    h.record(ServiceStopped{"display-manager.service"});
+    h.record(SysfsValueChanged{std::string("/") + kHugepages, "0"});
+    h.fx.write(kHugepages, "512\n");
+    bind_devices(h.fx.root(), h.fx.runtime(), "vm", {addr("0000:01:00.0"), addr("0000:01:00.1")}, h.writer,
+                 fast());
+    const std::string node_owner = h.owner("dev/vfio/1");
+    struct stat st {};
+    REQUIRE(::stat(h.fx.path("dev/vfio/1").c_str(), &st) == 0);
+    h.record(FileOwnerChanged{"/dev/vfio/1", st.st_uid, st.st_gid, st.st_mode & 07777});
+    REQUIRE(::chown(h.fx.path("dev/vfio/1").c_str(), 64055, 64055) == 0);
+    h.record(SysfsValueChanged{std::string("/") + kIrq, "0-7"});
+    h.fx.write(kIrq, "0-1\n");
+    REQUIRE(h.journal().size() == 7);
+    h.events.clear();
+
+    const RestoreReport report = h.restore();
+    CHECK(report.ok());
+    std::vector<std::string> order;
+    for (const auto& o : report.changes) order.push_back(o.kind + " " + o.what);
+    CHECK(order == std::vector<std::string>{
+                       "sysfs-value-changed /proc/irq/24/smp_affinity_list",
+                       "file-owner-changed /dev/vfio/1",
+                       "device-to-vfio 0000:01:00.1",
+                       "device-to-vfio 0000:01:00.0",
+                       "sysfs-value-changed /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages",
+                       "service-stopped display-manager.service",
+                       "module-unloaded nouveau",
+                   });
+    // The node's owner went back while the node was still there, before the devices left vfio-pci.
+    CHECK(report.changes[1].message.ends_with("/dev/vfio/1\" is back to " + node_owner.substr(0, 3) +
+                                              " with mode " + node_owner.substr(4) + "."));
+    CHECK(h.events == std::vector<std::string>{
+                          std::string("write ") + kIrq + " <- 0-7",
+                          "write sys/bus/pci/devices/0000:01:00.1/driver_override <- \\n",
+                          "write sys/bus/pci/devices/0000:01:00.1/driver/unbind <- 0000:01:00.1",
+                          "write sys/bus/pci/drivers/snd_hda_intel/bind <- 0000:01:00.1",
+                          "write sys/bus/pci/devices/0000:01:00.0/driver_override <- \\n",
+                          "write sys/bus/pci/devices/0000:01:00.0/driver/unbind <- 0000:01:00.0",
+                          "write sys/bus/pci/drivers/nouveau/bind <- 0000:01:00.0",
+                          std::string("write ") + kHugepages + " <- 0",
+                          "run systemctl start display-manager.service",
+                          "run modprobe nouveau",
+                      });
+    CHECK(report.devices.size() == 2);
+    CHECK(report.devices[0].address == addr("0000:01:00.1"));
+    CHECK(test::snapshot_diff(before, h.fx.snapshot()) == "");
+    CHECK_FALSE(fs::exists(journal_path(h.fx.runtime(), "vm")));
+}
+
+TEST_CASE("a failing undo stays in the journal while the others are undone and dropped", "[host][journal]") {
+    Host h;
+    h.fx.write(kIrq, "0-7\n");
+    h.record(ModuleUnloaded{"nouveau"});
+    h.record(ServiceStopped{"display-manager.service"});
+    h.record(SysfsValueChanged{std::string("/") + kHugepages, "0"});
+    h.record(SysfsValueChanged{std::string("/") + kIrq, "0-7"});
+    h.fx.write(kHugepages, "512\n");
+    h.fx.write(kIrq, "0-1\n");
+    h.runner.status["display-manager.service"] = 5;
+    h.writer.fail[kIrq] = EINVAL;
+
+    const RestoreReport report = h.restore();
+    CHECK_FALSE(report.ok());
+    REQUIRE(report.changes.size() == 4);
+    CHECK_FALSE(report.changes[0].ok);
+    CHECK(report.changes[0].message ==
+          "restoring the value of \"/proc/irq/24/smp_affinity_list\" failed: writing \"0-7\" back to \"" +
+              h.fx.path(kIrq).string() +
+              "\" failed: Invalid argument; its journal entry was kept, so `kvmgpu restore vm` can retry.");
+    CHECK(report.changes[1].ok);
+    CHECK_FALSE(report.changes[2].ok);
+    CHECK(report.changes[2].message ==
+          "restoring the service \"display-manager.service\" failed: cannot start \"display-manager.service\": "
+          "`systemctl start display-manager.service` exited with status 5; its journal entry was kept, so "
+          "`kvmgpu restore vm` can retry.");
+    CHECK(report.changes[3].ok);
+    CHECK(h.attr(kHugepages) == "0");
+    CHECK(h.journal() == std::vector<HostChange>{ServiceStopped{"display-manager.service"},
+                                                 SysfsValueChanged{std::string("/") + kIrq, "0-7"}});
+
+    // Once the causes are gone, a retry finishes the job and touches only what was left.
+    h.runner.status.clear();
+    h.writer.fail.clear();
+    h.events.clear();
+    CHECK(h.restore().ok());
+    CHECK(h.events == std::vector<std::string>{std::string("write ") + kIrq + " <- 0-7",
+                                               "run systemctl start display-manager.service"});
+    CHECK(h.attr(kIrq) == "0-7");
+    CHECK_FALSE(fs::exists(journal_path(h.fx.runtime(), "vm")));
+}
+
+TEST_CASE("without a command runner services and modules are kept, saying there is none", "[host][journal]") {
+    Host h;
+    h.record(ModuleUnloaded{"nouveau"});
+    h.record(ServiceStopped{"display-manager.service"});
+    test::SimulatedKernel kernel(h.fx);
+    const RestoreReport report = restore_devices(h.fx.root(), h.fx.runtime(), "vm", kernel, fast());
+    CHECK_FALSE(report.ok());
+    REQUIRE(report.changes.size() == 2);
+    CHECK(report.changes[0].message.find("cannot start \"display-manager.service\": no command runner") !=
+          std::string::npos);
+    CHECK(report.changes[1].message.find("cannot load \"nouveau\": no command runner") != std::string::npos);
+    CHECK(report.devices.empty());
+    CHECK(h.journal().size() == 2);
+}
+
+TEST_CASE("replaying a journal twice changes nothing the second time", "[host][journal]") {
+    Host h;
+    test::add_gpu_with_audio(h.fx);
+    h.record(ModuleUnloaded{"nouveau"});
+    h.record(SysfsValueChanged{std::string("/") + kHugepages, "0"});
+    h.fx.write(kHugepages, "512\n");
+    bind_devices(h.fx.root(), h.fx.runtime(), "vm", {addr("0000:01:00.0")}, h.writer, fast());
+    h.make_file("dev/input/event3", 0, 0, 0640);
+    h.record(FileOwnerChanged{"/dev/input/event3", 0, 0, 0640});
+    REQUIRE(::chown(h.fx.path("dev/input/event3").c_str(), 64055, 0) == 0);
+    h.record(ServiceStopped{"display-manager.service"});
+    const ChangeJournal journal = *read_changes(h.fx.runtime(), "vm");
+
+    REQUIRE(h.restore().ok());
+    const auto after = h.fx.snapshot();
+    h.events.clear();
+    const RestoreReport second = h.restore();
+    CHECK(second.ok());
+    CHECK(second.changes.empty());
+    CHECK(h.events.empty());
+
+    // The journal is back, as if its drops had been lost: what the host shows to be undone
+    // already is left alone; starting a unit and loading a module are idempotent and run again.
+    write_changes(h.fx.runtime(), journal);
+    const RestoreReport third = h.restore();
+    CHECK(third.ok());
+    CHECK(h.events == std::vector<std::string>{"run systemctl start display-manager.service", "run modprobe nouveau"});
+    REQUIRE(third.changes.size() == 5);
+    CHECK(third.changes[1].message.ends_with("/dev/input/event3\" was already 0:0 with mode 0640."));
+    CHECK(third.changes[2].message == "PCI device \"0000:01:00.0\" was already on \"nouveau\".");
+    CHECK(third.changes[3].message.ends_with("nr_hugepages\" was already \"0\"."));
+    CHECK(test::snapshot_diff(after, h.fx.snapshot()) == "");
+    CHECK_FALSE(fs::exists(journal_path(h.fx.runtime(), "vm")));
+}
+
+TEST_CASE("a symbolic link swapped in for a journaled file is not followed", "[host][journal]") {
+    Host h;
+    h.make_file("etc/shadow", 0, 42, 0640, "root:*:19000::::::\n");
+    h.make_file("dev/vfio/1", 0, 0, 0600);
+    h.record(FileOwnerChanged{"/dev/vfio/1", 0, 0, 0600});
+    fs::remove(h.fx.path("dev/vfio/1"));
+    fs::create_symlink(h.fx.path("etc/shadow"), h.fx.path("dev/vfio/1"));
+
+    const RestoreReport report = h.restore();
+    CHECK_FALSE(report.ok());
+    REQUIRE(report.changes.size() == 1);
+    CHECK(report.changes[0].message.find("dev/vfio/1\" is a symbolic link now, which kvmgpu does not follow") !=
+          std::string::npos);
+    CHECK(h.owner("etc/shadow") == "0:42 0640");
+    CHECK(h.journal().size() == 1);
+}
+
+TEST_CASE("a file or attribute that is gone is nothing to restore", "[host][journal]") {
+    Host h;
+    h.record(FileOwnerChanged{"/dev/vfio/7", 0, 0, 0600});
+    h.record(SysfsValueChanged{"/proc/irq/99/smp_affinity_list", "0-7"});
+    const RestoreReport report = h.restore();
+    CHECK(report.ok());
+    REQUIRE(report.changes.size() == 2);
+    CHECK(report.changes[0].message.ends_with("/proc/irq/99/smp_affinity_list\" is no longer present; nothing to restore."));
+    CHECK(report.changes[1].message.ends_with("/dev/vfio/7\" is no longer present; nothing to restore."));
+    CHECK(h.events.empty());
+    CHECK_FALSE(fs::exists(journal_path(h.fx.runtime(), "vm")));
+}
+
+TEST_CASE("restore outcomes render to JSON with their kind, and devices with their address", "[host][journal]") {
+    Host h;
+    test::add_gpu_with_audio(h.fx);
+    h.record(ServiceStopped{"display-manager.service"});
+    bind_devices(h.fx.root(), h.fx.runtime(), "vm", {addr("0000:01:00.0")}, h.writer, fast());
+    const nlohmann::json report = h.restore();
+    CHECK(report["ok"] == true);
+    REQUIRE(report["changes"].size() == 2);
+    CHECK(report["changes"][0]["kind"] == "device-to-vfio");
+    CHECK(report["changes"][0]["address"] == "0000:01:00.0");
+    CHECK(report["changes"][0]["ok"] == true);
+    CHECK(report["changes"][1] == nlohmann::json{{"kind", "service-stopped"},
+                                                 {"what", "display-manager.service"},
+                                                 {"ok", true},
+                                                 {"message", "The service \"display-manager.service\" was started "
+                                                             "again (`systemctl start display-manager.service`)."}});
+    CHECK(report["devices"] == nlohmann::json::array({report["changes"][0]}));
+}
