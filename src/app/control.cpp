@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "app/control_client.hpp"
+#include "app/stop_policy.hpp"
 #include "app/launch.hpp"
 #include "host/journal.hpp"
 #include "util/fd.hpp"
@@ -90,30 +91,62 @@ json vm_qmp(const VmHandle& vm, const json& request, std::chrono::milliseconds t
     throw NotRunning("\"" + vm.dir.name() + "\" has no QEMU running (its supervisor is still starting it)");
 }
 
-json vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
+VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
     if (vm.liveness == Liveness::supervised) {
         auto client = connect_supervisor(vm);
-        const auto reply = client.request({{"kvmgpu", "status"}}, Clock::now() + timeout);
+        const auto reply = client.request(request_json(StatusRequest{}), Clock::now() + timeout);
         if (reply.contains("error")) throw std::runtime_error(reply["error"].value("desc", "status failed"));
-        return reply.at("return");
+        return reply.at("return").get<VmStatus>();
     }
-    json status = {{"name", vm.state.name},
-                   {"supervisor_pid", vm.state.supervisor_pid},
-                   {"qemu_pid", vm.state.qemu_pid},
-                   {"devices", vm.state.devices},
-                   {"supervised", false},
-                   {"liveness", liveness_name(vm.liveness)}};
+    VmStatus status;
+    status.name = vm.state.name;
+    status.supervisor_pid = vm.state.supervisor_pid;
+    status.qemu_pid = vm.state.qemu_pid;
+    status.devices = vm.state.devices;
+    status.liveness = std::string(liveness_name(vm.liveness));
+    status.status = "unknown";
     if (vm.liveness == Liveness::unsupervised) {
         const auto reply = rescue_qmp(vm.dir.rescue_socket(), {{"execute", "query-status"}}, timeout);
         if (reply.contains("return")) {
-            status["status"] = reply["return"].at("status");
-            status["running"] = reply["return"].at("running");
+            status.status = reply["return"].at("status").get<std::string>();
+            status.running = reply["return"].at("running").get<bool>();
         }
     } else {
-        status["status"] = "starting";
-        status["running"] = false;
+        status.status = "starting";
+        status.running = false;
     }
     return status;
+}
+
+namespace {
+
+// One stage of the stop policy without a supervisor. A failed QMP command or a gone process
+// just leaves it to the next stage.
+void act_unsupervised(const VmHandle& vm, StopAction action) {
+    const auto& s = vm.state;
+    try {
+        switch (action) {
+            case StopAction::powerdown: rescue_qmp(vm.dir.rescue_socket(), {{"execute", "system_powerdown"}}, kStopStageWait); break;
+            case StopAction::quit: rescue_qmp(vm.dir.rescue_socket(), {{"execute", "quit"}}, kStopStageWait); break;
+            case StopAction::terminate:
+                if (util::process_alive(s.qemu_pid, s.qemu_start)) ::kill(s.qemu_pid, SIGTERM);
+                break;
+            case StopAction::kill:
+                if (util::process_alive(s.qemu_pid, s.qemu_start)) ::kill(s.qemu_pid, SIGKILL);
+                break;
+        }
+    } catch (const std::exception&) {
+    }
+}
+
+std::string stage_outcome(StopAction action) {
+    switch (action) {
+        case StopAction::powerdown: return "the guest powered off";
+        case StopAction::quit: return "QEMU quit";
+        case StopAction::terminate: return "QEMU ended on SIGTERM";
+        case StopAction::kill: return "QEMU was killed";
+    }
+    return "";
 }
 
 // A launcher that has no control socket yet (binding devices, running a hook, starting QEMU):
@@ -133,6 +166,8 @@ json stop_launcher(const VmHandle& vm, std::chrono::seconds timeout) {
     return {{"reason", "stop-requested"}, {"detail", "the launch was stopped before the VM ran"}, {"supervised", true}};
 }
 
+}  // namespace
+
 json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force) {
     if (vm.liveness != Liveness::unsupervised) {
         auto answering = ControlClient::connect(vm.dir.control_socket());
@@ -140,36 +175,21 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
         auto client = std::move(*answering);
         // The supervisor answers after its own stop sequence (timeout + quit + kill) and the
         // restore; allow for all of it.
-        const auto reply = client.request({{"kvmgpu", "stop"}, {"timeout", timeout.count()}, {"force", force}},
+        const auto reply = client.request(request_json(StopRequest{timeout, force}),
                                           Clock::now() + timeout + std::chrono::seconds(60));
         if (reply.contains("error")) throw std::runtime_error(reply["error"].value("desc", "stop failed"));
         json out = reply.at("return");
         out["supervised"] = true;
         return out;
     }
-    // No supervisor: the same sequence over the rescue QMP socket.
-    const auto rescue = vm.dir.rescue_socket();
-    const auto quick = std::chrono::seconds(5);
-    if (!force) {
-        try {
-            rescue_qmp(rescue, {{"execute", "system_powerdown"}}, quick);
-        } catch (const std::exception&) {
-        }
-    }
-    bool gone = !force && wait_gone(vm.state, Clock::now() + timeout);
+    // No supervisor: the same stop policy, over the rescue QMP socket and signals.
     std::string how = "the guest powered off";
-    if (!gone) {
-        try {
-            rescue_qmp(rescue, {{"execute", "quit"}}, quick);
-        } catch (const std::exception&) {
-        }
-        gone = wait_gone(vm.state, Clock::now() + quick);
-        how = "QEMU quit";
-    }
-    if (!gone && util::process_alive(vm.state.qemu_pid, vm.state.qemu_start)) {
-        ::kill(vm.state.qemu_pid, SIGKILL);
-        gone = wait_gone(vm.state, Clock::now() + quick);
-        how = "QEMU was killed";
+    bool gone = false;
+    for (const auto& stage : stop_plan(timeout, force, true)) {
+        act_unsupervised(vm, stage.action);
+        if (stage.action != StopAction::powerdown) how = stage_outcome(stage.action);
+        gone = wait_gone(vm.state, Clock::now() + stage.wait);
+        if (gone) break;
     }
     if (!gone) throw std::runtime_error("QEMU (pid " + std::to_string(vm.state.qemu_pid) + ") of \"" + vm.dir.name() + "\" did not end");
     json out = {{"reason", "stop-requested"}, {"detail", how}, {"supervised", false}};
@@ -180,6 +200,61 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
         vm.dir.remove();
     }
     return out;
+}
+
+json qmp_by_name(const Context& ctx, const std::string& name, const json& command, std::chrono::milliseconds timeout) {
+    if (auto reply = try_supervisor(ctx, name, command, timeout)) return *reply;
+    return vm_qmp(find_vm(ctx, name), command, timeout);
+}
+
+VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout) {
+    if (auto reply = try_supervisor(ctx, name, request_json(StatusRequest{}), timeout); reply && reply->contains("return"))
+        return (*reply)["return"].get<VmStatus>();
+    return vm_status(find_vm(ctx, name), timeout);
+}
+
+json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force) {
+    return vm_stop(ctx, find_vm(ctx, name), timeout, force);
+}
+
+ControlClient open_events(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout) {
+    const auto vm = find_vm(ctx, name);
+    if (vm.liveness != Liveness::supervised)
+        throw NotRunning("\"" + name + "\" has no supervisor to stream events from");
+    auto client = connect_supervisor(vm);
+    const auto first = client.request(request_json(EventsRequest{}), Clock::now() + timeout);
+    if (first.contains("error")) throw util::RuntimeFailure(first["error"].value("desc", "events failed"));
+    return client;
+}
+
+VmTable list_vms(const Context& ctx) {
+    VmTable table;
+    for (const auto& dir : list_vm_dirs(ctx)) {
+        try {
+            const auto vm = find_vm(ctx, dir.name());
+            VmRow row{vm.state, std::string(liveness_name(vm.liveness)), "unknown"};
+            try {
+                row.status = vm_status(vm, std::chrono::milliseconds(2000)).status;
+            } catch (const std::exception&) {
+            }
+            table.rows.push_back(std::move(row));
+        } catch (const NotRunning&) {
+            // gone: find_vm cleaned what was left, or it waits for `kvmgpu restore`
+        } catch (const std::exception& e) {
+            table.warnings.push_back(dir.name() + ": " + e.what());
+        }
+    }
+    return table;
+}
+
+void to_json(json& j, const VmRow& row) {
+    j = {{"name", row.state.name},
+         {"qemu_pid", row.state.qemu_pid},
+         {"supervisor_pid", row.state.supervisor_pid},
+         {"liveness", row.liveness},
+         {"devices", row.state.devices},
+         {"profile", row.state.profile},
+         {"status", row.status}};
 }
 
 }  // namespace kvmgpu::app

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "app/context.hpp"
+#include "app/control_client.hpp"
+#include "app/control_protocol.hpp"
 #include "util/error.hpp"
 #include "app/vm_dir.hpp"
 
@@ -38,12 +40,34 @@ std::optional<nlohmann::json> try_supervisor(const Context& ctx, const std::stri
 // returns QEMU's reply object ({"return": ...} or {"error": ...}).
 nlohmann::json vm_qmp(const VmHandle& vm, const nlohmann::json& request, std::chrono::milliseconds timeout);
 
-// The VM's status: name, status ("running", "paused", ...), running, pids, devices, supervised.
-nlohmann::json vm_status(const VmHandle& vm, std::chrono::milliseconds timeout);
+// The VM's status: from its supervisor, or from its directory and QEMU's rescue socket.
+VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout);
 
 // Ends the VM: ACPI power button (unless `force`), up to `timeout` for the guest, then quit,
 // then SIGKILL. Through the supervisor this returns once the devices are back; without one
 // the returned object says whether devices still wait for `kvmgpu restore`.
 nlohmann::json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force);
+
+// What each command acting on a VM by name does: the fast path straight to the supervisor, else
+// the careful one through the VM directory (find_vm). These are the CLI's entry points.
+nlohmann::json qmp_by_name(const Context& ctx, const std::string& name, const nlohmann::json& command,
+                           std::chrono::milliseconds timeout);
+VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout);
+nlohmann::json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force);
+// A control connection already subscribed to the VM's events: read them with next().
+ControlClient open_events(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout);
+
+// `kvmgpu ps`: one row per VM directory whose VM runs; problems reading one are warnings.
+struct VmRow {
+    VmState state;
+    std::string liveness;
+    std::string status;  // QEMU's run state, or "unknown"
+};
+struct VmTable {
+    std::vector<VmRow> rows;
+    std::vector<std::string> warnings;
+};
+VmTable list_vms(const Context& ctx);
+void to_json(nlohmann::json& j, const VmRow& row);
 
 }  // namespace kvmgpu::app

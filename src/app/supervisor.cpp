@@ -12,6 +12,8 @@
 #include <memory>
 #include <set>
 
+#include "app/control_server.hpp"
+#include "app/stop_policy.hpp"
 #include "qmp/client.hpp"
 #include "util/asio.hpp"
 #include "util/signals.hpp"
@@ -22,80 +24,15 @@ namespace {
 namespace asio = boost::asio;
 using asio::awaitable;
 using asio::use_awaitable;
-using local_socket = asio::local::stream_protocol::socket;
 using nlohmann::json;
-
-json error_reply(const std::string& desc, const json& id = nullptr) {
-    json reply = {{"error", {{"class", "GenericError"}, {"desc", desc}}}};
-    if (!id.is_null()) reply["id"] = id;
-    return reply;
-}
-
-// One control connection. Replies and streamed events are queued and written in order.
-struct Session : std::enable_shared_from_this<Session> {
-    explicit Session(local_socket s) : sock(std::move(s)) {}
-
-    void write(const json& j) {
-        if (closed) return;
-        out.push_back(j.dump() + "\n");
-        if (!writing) flush();
-    }
-    // Closes once every queued line is written.
-    void close_after_writes() {
-        closing = true;
-        if (!writing) shut();
-    }
-    // Lines written but not yet taken by the client.
-    std::size_t queued() const { return out.size(); }
-    void force_close() { shut(); }
-    bool is_closed() const { return closed; }
-    std::function<void()> on_closed;  // called once, when the socket is closed
-
-    local_socket sock;
-    bool events = false;
-
-private:
-    void flush() {
-        writing = true;
-        asio::async_write(sock, asio::buffer(out.front()),
-                          [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-                              self->out.pop_front();
-                              if (ec) {
-                                  self->out.clear();
-                                  self->shut();
-                              }
-                              if (self->out.empty()) {
-                                  self->writing = false;
-                                  if (self->closing) self->shut();
-                              } else {
-                                  self->flush();
-                              }
-                          });
-    }
-    void shut() {
-        out.clear();
-        if (closed) return;
-        closed = true;
-        boost::system::error_code ec;
-        sock.shutdown(local_socket::shutdown_both, ec);
-        sock.close(ec);
-        if (on_closed) on_closed();
-    }
-
-    std::deque<std::string> out;
-    bool writing = false;
-    bool closing = false;
-    bool closed = false;
-};
-
-constexpr std::size_t kMaxQueuedEvents = 4096;
 
 class Supervisor {
 public:
     Supervisor(const VmDir& dir, util::ChildProcess& qemu, VmState state, const SuperviseOptions& options,
                const Report& report)
         : dir_(dir), qemu_(qemu), state_(std::move(state)), options_(options), report_(report),
-          qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP), acceptor_(io_),
+          qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP),
+          control_(io_, [this](std::shared_ptr<ControlSession> s, ParsedRequest r) { return handle(std::move(s), std::move(r)); }),
           stop_timer_(io_), poll_timer_(io_), finish_timer_(io_) {}
 
     ExitVerdict run(const OnEnd& on_end) {
@@ -188,111 +125,52 @@ private:
 
     // ---- control socket ----
     void open_control_socket() {
-        const auto path = dir_.control_socket();
-        std::error_code ec;
-        std::filesystem::remove(path, ec);
-        // Created 0600 from the start: the umask closes the window between bind and chmod.
-        struct Umask {
-            mode_t old;
-            ~Umask() { ::umask(old); }
-        } umask{::umask(0177)};
-        acceptor_.open();
-        acceptor_.bind(asio::local::stream_protocol::endpoint(path.string()));
-        acceptor_.listen();
-        asio::co_spawn(io_, accept_loop(), asio::detached);
+        // Once the VM has ended, the last client to close lets the loop finish at once.
+        control_.on_session_closed = [this] {
+            if (ended_ && control_.all_closed()) finish_timer_.cancel();
+        };
+        control_.open(dir_.control_socket());
     }
 
-    awaitable<void> accept_loop() {
-        while (acceptor_.is_open()) {
-            boost::system::error_code ec;
-            auto sock = co_await acceptor_.async_accept(asio::redirect_error(use_awaitable, ec));
-            if (ec) co_return;
-            auto session = std::make_shared<Session>(std::move(sock));
-            // Once the VM has ended, the last session to close lets the loop finish at once.
-            session->on_closed = [this] {
-                if (ended_ && std::all_of(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_closed(); }))
-                    finish_timer_.cancel();
-            };
-            sessions_.push_back(session);
-            asio::co_spawn(io_, serve(session), asio::detached);
-        }
-    }
-
-    awaitable<void> serve(std::shared_ptr<Session> s) {
-        asio::streambuf buf;
-        while (true) {
-            boost::system::error_code ec;
-            const auto n = co_await asio::async_read_until(s->sock, buf, '\n', asio::redirect_error(use_awaitable, ec));
-            if (ec) break;
-            std::string line(asio::buffers_begin(buf.data()), asio::buffers_begin(buf.data()) + static_cast<std::ptrdiff_t>(n));
-            buf.consume(n);
-            json req;
-            try {
-                req = json::parse(line);
-            } catch (const std::exception& e) {
-                s->write(error_reply(std::string("the request is not JSON: ") + e.what()));
-                continue;
-            }
-            try {
-                co_await handle(s, std::move(req));
-            } catch (const std::exception& e) {
-                s->write(error_reply(std::string("bad request: ") + e.what()));
-            }
-        }
-        std::erase(sessions_, s);
-    }
-
-    awaitable<void> handle(std::shared_ptr<Session> s, json req) {
-        const json id = req.is_object() && req.contains("id") ? req["id"] : json(nullptr);
-        if (!req.is_object()) {
-            s->write(error_reply("a request is a JSON object"));
-            co_return;
-        }
+    awaitable<void> handle(std::shared_ptr<ControlSession> s, ParsedRequest req) {
         if (ended_) {
-            s->write(error_reply("the VM has ended", id));
+            s->write(error_reply("the VM has ended", req.id));
             co_return;
         }
-        if (req.contains("execute")) {
+        if (auto* qmp = std::get_if<QmpRequest>(&req.request)) {
             try {
-                s->write(co_await qmp_.execute_raw(std::move(req)));
+                s->write(co_await qmp_.execute_raw(std::move(qmp->command)));
             } catch (const std::exception& e) {
-                s->write(error_reply(e.what(), id));
+                s->write(error_reply(e.what(), req.id));
             }
-            co_return;
+        } else if (std::holds_alternative<StatusRequest>(req.request)) {
+            s->write(return_reply(co_await status(), req.id));
+        } else if (auto* stop = std::get_if<StopRequest>(&req.request)) {
+            stop_waiters_.push_back({s, req.id});
+            request_stop(StopCause::stop_requested, stop->timeout.value_or(options_.stop_timeout), stop->force);
+        } else if (std::holds_alternative<EventsRequest>(req.request)) {
+            s->wants_events = true;
+            s->write(return_reply(json::object(), req.id));
         }
-        const std::string op = req.value("kvmgpu", "");
-        if (op == "status") {
-            json status = {{"name", state_.name},
-                           {"supervisor_pid", state_.supervisor_pid},
-                           {"qemu_pid", state_.qemu_pid},
-                           {"devices", state_.devices},
-                           {"supervised", true},
-                           {"stopping", stopping_}};
-            try {
-                const auto q = co_await qmp_.execute("query-status");
-                status["status"] = q.at("status");
-                status["running"] = q.at("running");
-            } catch (const std::exception& e) {
-                status["status"] = "unknown";
-                status["error"] = e.what();
-            }
-            json reply = {{"return", status}};
-            if (!id.is_null()) reply["id"] = id;
-            s->write(reply);
-        } else if (op == "stop") {
-            stop_waiters_.push_back({s, id});
-            const auto timeout = std::chrono::seconds(req.value("timeout", options_.stop_timeout.count()));
-            request_stop(StopCause::stop_requested, timeout, req.value("force", false));
-        } else if (op == "events") {
-            s->events = true;
-            json reply = {{"return", json::object()}};
-            if (!id.is_null()) reply["id"] = id;
-            s->write(reply);
-        } else {
-            s->write(error_reply("unknown request; send a QMP command ({\"execute\": ...}) or "
-                                 "{\"kvmgpu\": \"status\"|\"stop\"|\"events\"}",
-                                 id));
+    }
+
+    awaitable<VmStatus> status() {
+        VmStatus status;
+        status.name = state_.name;
+        status.supervisor_pid = state_.supervisor_pid;
+        status.qemu_pid = state_.qemu_pid;
+        status.devices = state_.devices;
+        status.supervised = true;
+        status.stopping = stopping_;
+        try {
+            const auto q = co_await qmp_.execute("query-status");
+            status.status = q.at("status").get<std::string>();
+            status.running = q.at("running").get<bool>();
+        } catch (const std::exception& e) {
+            status.status = "unknown";
+            status.error = e.what();
         }
+        co_return status;
     }
 
     // ---- events ----
@@ -300,14 +178,7 @@ private:
         if (e.name == "SHUTDOWN") shutdown_reason_ = e.data.value("reason", "");
         if (running_ && e.name == "STOP") report_(PausedEvent{state_.name});
         if (running_ && e.name == "RESUME") report_(ResumedEvent{state_.name});
-        const json line = {{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}};
-        for (auto& s : sessions_) {
-            if (!s->events) continue;
-            // A client that stopped reading (a paused pager) is dropped rather than let its
-            // backlog grow without bound.
-            if (s->queued() > kMaxQueuedEvents) s->force_close();
-            else s->write(line);
-        }
+        control_.broadcast({{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}});
     }
 
     // ---- stopping ----
@@ -335,32 +206,31 @@ private:
         asio::co_spawn(io_, stop_sequence(timeout, force), asio::detached);
     }
 
-    // ACPI power button, wait; quit, wait; SIGTERM (QEMU shuts down cleanly on it), wait;
-    // SIGKILL. Each stage ends early when QEMU exits; a forced stop skips the power button.
+    // The stop policy's stages (stop_policy.hpp), each ending early once QEMU has exited.
     awaitable<void> stop_sequence(std::chrono::seconds timeout, bool force) {
-        (void)force;
-        if (!force_ && running_) {
+        for (const auto& stage : stop_plan(timeout, force, running_)) {
+            if (ended_) co_return;
+            // A stop forced while the guest was being asked skips the rest of that wait.
+            if (stage.action == StopAction::powerdown && force_) continue;
             try {
-                co_await qmp_.execute("system_powerdown", nullptr, std::chrono::seconds(5));
-                step("powerdown", "asking the guest to power off", "waiting up to " + std::to_string(timeout.count()) + " s");
-                co_await wait_stop_timer(timeout);
+                co_await act(stage, timeout);
             } catch (const std::exception&) {
+                continue;  // QMP gone or refusing: the next stage does not need it
             }
+            co_await wait_stop_timer(stage.wait);
         }
-        if (ended_) co_return;
-        try {
-            co_await qmp_.execute("quit", nullptr, std::chrono::seconds(5));
-            co_await wait_stop_timer(std::chrono::seconds(5));
-        } catch (const std::exception&) {
+    }
+
+    awaitable<void> act(const StopStage& stage, std::chrono::seconds timeout) {
+        switch (stage.action) {
+            case StopAction::powerdown:
+                co_await qmp_.execute("system_powerdown", nullptr, kStopStageWait);
+                step("powerdown", "asking the guest to power off", "waiting up to " + std::to_string(timeout.count()) + " s");
+                break;
+            case StopAction::quit: co_await qmp_.execute("quit", nullptr, kStopStageWait); break;
+            case StopAction::terminate: qemu_.kill(SIGTERM); break;
+            case StopAction::kill: kill_qemu(); break;
         }
-        if (ended_) co_return;
-        try {
-            qemu_.kill(SIGTERM);
-        } catch (const std::exception&) {
-        }
-        co_await wait_stop_timer(std::chrono::seconds(5));
-        if (ended_) co_return;
-        kill_qemu();
     }
 
     // Waits `timeout`, or not at all once the stop is forced (a second Ctrl-C, --force).
@@ -425,27 +295,20 @@ private:
         signals_.cancel();
         stop_timer_.cancel();
         poll_timer_.cancel();
-        boost::system::error_code ec;
-        acceptor_.close(ec);
+        control_.stop_accepting();
         qmp_.close();
         // Restore devices and run hooks while `kvmgpu stop` clients wait for the outcome.
         const StoppedEvent stopped = (*on_end_)(result_);
         const json outcome = outcome_json(stopped);
-        for (auto& [session, id] : stop_waiters_) {
-            json reply = {{"return", outcome}};
-            if (!id.is_null()) reply["id"] = id;
-            session->write(reply);
-        }
+        for (auto& [session, id] : stop_waiters_) session->write(return_reply(outcome, id));
         // A client that does not read its last lines does not keep the supervisor alive: those
         // still open after 1 s are closed (the timer is cancelled as soon as all are closed).
         finish_timer_.expires_after(std::chrono::seconds(1));
         finish_timer_.async_wait([this](boost::system::error_code ec) {
-            if (ec) return;
-            for (auto& s : sessions_) s->force_close();
+            if (!ec) control_.force_close_all();
         });
-        for (auto& s : sessions_) s->close_after_writes();
-        if (std::all_of(sessions_.begin(), sessions_.end(), [](const auto& s) { return s->is_closed(); }))
-            finish_timer_.cancel();
+        control_.close_all_after_writes();
+        if (control_.all_closed()) finish_timer_.cancel();
         report_(stopped);
     }
 
@@ -460,12 +323,11 @@ private:
     qmp::Client qmp_;
     asio::posix::stream_descriptor exit_watch_;
     asio::signal_set signals_;
-    asio::local::stream_protocol::acceptor acceptor_;
+    ControlServer control_;
     asio::steady_timer stop_timer_;
     asio::steady_timer poll_timer_;
     asio::steady_timer finish_timer_;
-    std::vector<std::shared_ptr<Session>> sessions_;
-    std::vector<std::pair<std::shared_ptr<Session>, json>> stop_waiters_;
+    std::vector<std::pair<std::shared_ptr<ControlSession>, json>> stop_waiters_;
 
     bool running_ = false;
     bool stopping_ = false;

@@ -423,7 +423,7 @@ TEST_CASE("a malformed control request gets an error reply and the connection st
     REQUIRE(client);
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     const auto bad = client->request({{"kvmgpu", "stop"}, {"timeout", "soon"}}, deadline);
-    CHECK(bad["error"]["desc"].get<std::string>().find("bad request") == 0);
+    CHECK(bad["error"]["desc"].get<std::string>().find("\"timeout\" is a whole number of seconds") == 0);
     CHECK(client->request({{"kvmgpu", 7}}, deadline).contains("error"));
     client->send(json("not an object"));
     CHECK(client->next(deadline)->contains("error"));

@@ -32,10 +32,8 @@ int print_reply(Invocation& inv, const json& reply, const std::string& done) {
 
 int simple_qmp(Invocation& inv, const char* usage, const char* command, const char* done) {
     const auto& name = one_name(inv, usage);
-    const json request = {{"execute", command}};
-    auto reply = app::try_supervisor(inv.ctx, name, request, kTimeout);
-    if (!reply) reply = app::vm_qmp(app::find_vm(inv.ctx, name), request, kTimeout);
-    return print_reply(inv, *reply, std::string(done) + ": " + name);
+    const auto reply = app::qmp_by_name(inv.ctx, name, {{"execute", command}}, kTimeout);
+    return print_reply(inv, reply, std::string(done) + ": " + name);
 }
 
 }  // namespace
@@ -53,29 +51,27 @@ int reset_command(Invocation& inv) { return simple_qmp(inv, "reset NAME", "syste
 
 int status_command(Invocation& inv) {
     const auto& name = one_name(inv, "status NAME");
-    json status;
-    if (auto reply = app::try_supervisor(inv.ctx, name, {{"kvmgpu", "status"}}, kTimeout); reply && reply->contains("return"))
-        status = (*reply)["return"];
-    else
-        status = app::vm_status(app::find_vm(inv.ctx, name), kTimeout);
+    const auto status = app::status_by_name(inv.ctx, name, kTimeout);
     if (inv.json) {
-        inv.out << status.dump() << "\n";
+        inv.out << json(status).dump() << "\n";
         return ok;
     }
-    inv.out << name << ": " << status.value("status", "unknown") << " (QEMU pid " << status.value("qemu_pid", 0);
-    if (status.value("supervised", false)) inv.out << ", supervisor pid " << status.value("supervisor_pid", 0);
+    inv.out << name << ": " << (status.status.empty() ? "unknown" : status.status) << " (QEMU pid " << status.qemu_pid;
+    if (status.supervised) inv.out << ", supervisor pid " << status.supervisor_pid;
     else inv.out << ", unsupervised";
     inv.out << ")";
-    for (const auto& d : status.value("devices", std::vector<std::string>{})) inv.out << " " << d;
+    for (const auto& d : status.devices) inv.out << " " << d;
     inv.out << "\n";
     return ok;
 }
 
 int stop_command(Invocation& inv) {
     const auto& name = one_name(inv, "stop NAME [--timeout S] [--force]");
-    const auto vm = app::find_vm(inv.ctx, name);
-    const auto result = app::vm_stop(inv.ctx, vm, std::chrono::seconds(inv.options["timeout"].as<unsigned>()),
-                                     inv.options.count("force") > 0);
+    const auto timeout = std::chrono::seconds(inv.options["timeout"].as<unsigned>());
+    if (timeout > app::kMaxStopTimeout)
+        throw UsageError("--timeout " + std::to_string(timeout.count()) + " is more than a day (" +
+                         std::to_string(app::kMaxStopTimeout.count()) + " s); give the guest at most that");
+    const auto result = app::stop_by_name(inv.ctx, name, timeout, inv.options.count("force") > 0);
     if (inv.json) {
         inv.out << result.dump() << "\n";
     } else {
@@ -100,22 +96,15 @@ int qmp_command(Invocation& inv) {
     }
     if (!request.is_object() || !request.contains("execute") || !request["execute"].is_string())
         throw UsageError("a QMP command is an object with \"execute\": e.g. '{\"execute\": \"query-pci\"}'");
-    auto reply = app::try_supervisor(inv.ctx, inv.args[0], request, kTimeout);
-    if (!reply) reply = app::vm_qmp(app::find_vm(inv.ctx, inv.args[0]), request, kTimeout);
-    inv.out << reply->dump(inv.json ? -1 : 2) << "\n";
-    return reply->contains("error") ? failure : ok;
+    const auto reply = app::qmp_by_name(inv.ctx, inv.args[0], request, kTimeout);
+    inv.out << reply.dump(inv.json ? -1 : 2) << "\n";
+    return reply.contains("error") ? failure : ok;
 }
 
 int events_command(Invocation& inv) {
     const auto& name = one_name(inv, "events NAME");
-    const auto vm = app::find_vm(inv.ctx, name);
-    if (vm.liveness != app::Liveness::supervised)
-        throw app::NotRunning("\"" + name + "\" has no supervisor to stream events from");
-    auto client = app::ControlClient::connect(vm.dir.control_socket());
-    if (!client) throw app::NotRunning("the supervisor of \"" + name + "\" is not answering");
-    const auto first = client->request({{"kvmgpu", "events"}}, std::chrono::steady_clock::now() + kTimeout);
-    if (first.contains("error")) throw std::runtime_error(first["error"].value("desc", "events failed"));
-    while (auto event = client->next(std::nullopt)) {
+    auto client = app::open_events(inv.ctx, name, kTimeout);
+    while (auto event = client.next(std::nullopt)) {
         if (inv.json) inv.out << event->dump() << std::endl;
         else inv.out << event->value("event", "") << " " << (*event)["data"].dump() << std::endl;
     }
@@ -124,40 +113,19 @@ int events_command(Invocation& inv) {
 
 int ps_command(Invocation& inv) {
     if (!inv.args.empty()) throw UsageError("usage: kvmgpu ps");
-    json rows = json::array();
-    for (const auto& dir : app::list_vm_dirs(inv.ctx)) {
-        try {
-            const auto vm = app::find_vm(inv.ctx, dir.name());
-            json row = {{"name", vm.state.name},
-                        {"qemu_pid", vm.state.qemu_pid},
-                        {"supervisor_pid", vm.state.supervisor_pid},
-                        {"liveness", app::liveness_name(vm.liveness)},
-                        {"devices", vm.state.devices},
-                        {"profile", vm.state.profile}};
-            try {
-                row["status"] = app::vm_status(vm, std::chrono::milliseconds(2000)).value("status", "unknown");
-            } catch (const std::exception&) {
-                row["status"] = "unknown";
-            }
-            rows.push_back(row);
-        } catch (const app::NotRunning&) {
-            // gone: find_vm cleaned what was left, or it waits for `kvmgpu restore`
-        } catch (const std::exception& e) {
-            inv.err << "kvmgpu: warning: " << dir.name() << ": " << e.what() << "\n";
-        }
-    }
+    const auto table = app::list_vms(inv.ctx);
+    for (const auto& w : table.warnings) inv.err << "kvmgpu: warning: " << w << "\n";
     if (inv.json) {
-        inv.out << rows.dump() << "\n";
+        inv.out << json(table.rows).dump() << "\n";
         return ok;
     }
     inv.out << std::left << std::setw(20) << "NAME" << std::setw(10) << "STATUS" << std::setw(14) << "SUPERVISION"
             << std::setw(9) << "QEMU" << "DEVICES\n";
-    for (const auto& r : rows) {
+    for (const auto& r : table.rows) {
         std::string devices;
-        for (const auto& d : r["devices"]) devices += (devices.empty() ? "" : ",") + d.get<std::string>();
-        inv.out << std::left << std::setw(20) << r["name"].get<std::string>() << std::setw(10)
-                << r["status"].get<std::string>() << std::setw(14) << r["liveness"].get<std::string>()
-                << std::setw(9) << r["qemu_pid"].get<int>() << (devices.empty() ? "-" : devices) << "\n";
+        for (const auto& d : r.state.devices) devices += (devices.empty() ? "" : ",") + d;
+        inv.out << std::left << std::setw(20) << r.state.name << std::setw(10) << r.status << std::setw(14)
+                << r.liveness << std::setw(9) << r.state.qemu_pid << (devices.empty() ? "-" : devices) << "\n";
     }
     return ok;
 }
