@@ -1,5 +1,8 @@
 #pragma once
 #include <filesystem>
+#include <string>
+
+#include "util/layout.hpp"
 
 namespace kvmgpu::app {
 
@@ -9,8 +12,9 @@ struct Context {
     std::filesystem::path state_dir;    // STATE: one directory per VM that outlives a run
     std::filesystem::path host_root = "/";  // every host path (sys, proc, dev) is read under it
 
-    std::filesystem::path vm_runtime_dir(const std::string& name) const { return runtime_dir / name; }
-    std::filesystem::path vm_state_dir(const std::string& name) const { return state_dir / name; }
+    // Every path of one VM (util/layout.hpp), and of kvmgpu's host bookkeeping.
+    util::VmLayout vm_layout(const std::string& name) const { return util::VmLayout::of(runtime_dir, state_dir, name); }
+    util::HostStateLayout host_layout() const { return util::HostStateLayout::of(runtime_dir); }
     // A host path such as "/sys/bus/pci/devices" under the host root.
     std::filesystem::path host(const std::filesystem::path& absolute) const {
         return host_root / absolute.relative_path();

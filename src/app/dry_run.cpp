@@ -10,8 +10,7 @@ namespace kvmgpu::app {
 qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
                                  const preflight::CheckResult& checked) {
     qemu::HostFacts facts;
-    facts.runtime_dir = ctx.vm_runtime_dir(p.name);
-    facts.state_dir = ctx.vm_state_dir(p.name);
+    facts.layout = ctx.vm_layout(p.name);
     facts.extra_functions = checked.plan.auto_added;
     facts.mmio64_mb = checked.mmio64_mb;
     return facts;

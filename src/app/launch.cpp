@@ -27,7 +27,7 @@ StoppedEvent give_everything_back(LaunchRun& run, const ExitVerdict& verdict) {
         stopped.hint = "some devices could not be given back (see above); fix the cause and run `kvmgpu restore " +
                        run.profile.name + "`";
     try {
-        run_hook(run, "poststop", run.profile.hooks.poststop, run.facts.state_dir / "poststop.log");
+        run_hook(run, "poststop", run.profile.hooks.poststop, run.facts.layout.poststop_log());
     } catch (const StepFailed&) {
         stopped.poststop_failed = true;
     }
@@ -68,7 +68,7 @@ int supervise_to_the_end(LaunchRun& run) {
 
 }  // namespace
 
-std::filesystem::path host_state_dir(const Context& ctx) { return ctx.runtime_dir / ".host"; }
+std::filesystem::path host_state_dir(const Context& ctx) { return ctx.host_layout().root; }
 
 host::OwnerAlive lock_liveness(const Context& ctx) {
     // Supervisors whose QEMU outlived them, by pid and start time: the same process a lock names.

@@ -94,8 +94,8 @@ void runtime_dir_step(LaunchRun& run) {
     }
     run.revert.add([&run] { run.dir.remove(); });
     // The VM's own files (OVMF variables, TPM state, the poststop hook's log) live here.
-    fs::create_directories(run.facts.state_dir);
-    ::chmod(run.facts.state_dir.c_str(), 0700);
+    fs::create_directories(run.facts.layout.state_dir);
+    ::chmod(run.facts.layout.state_dir.c_str(), 0700);
 }
 
 // 3. Device reservations, so that no other VM takes them while this one runs.
@@ -143,15 +143,15 @@ void bind_step(LaunchRun& run) {
 }
 
 // 5. The prestart hook.
-void prestart_step(LaunchRun& run) { run_hook(run, "prestart", run.profile.hooks.prestart, run.dir.path() / "hooks.log"); }
+void prestart_step(LaunchRun& run) { run_hook(run, "prestart", run.profile.hooks.prestart, run.facts.layout.hooks_log()); }
 
 // 6. The VM's own copy of the OVMF variables, made once and kept across runs.
 void firmware_step(LaunchRun& run) {
     const auto& p = run.profile;
     if (p.firmware.type != profile::FirmwareType::ovmf) return;
-    const auto copy = qemu::vars_copy(run.facts);
+    const auto copy = run.facts.layout.ovmf_vars();
     if (fs::exists(copy)) return;
-    const auto tmpl = p.firmware.vars.empty() ? qemu::default_ovmf_vars(p.firmware.secure_boot) : p.firmware.vars;
+    const auto tmpl = p.firmware.vars.empty() ? util::OvmfDefaults{}.vars_for(p.firmware.secure_boot) : p.firmware.vars;
     try {
         fs::copy_file(tmpl, copy);
     } catch (const std::exception& e) {
@@ -164,13 +164,13 @@ void firmware_step(LaunchRun& run) {
 // disconnects (--terminate). Its state persists in STATE/NAME/tpm.
 void tpm_step(LaunchRun& run) {
     if (!run.profile.tpm.enabled) return;
-    const auto tpm_state = run.facts.state_dir / "tpm";
-    const auto socket = run.facts.runtime_dir / "swtpm.sock";
+    const auto tpm_state = run.facts.layout.tpm_state();
+    const auto socket = run.facts.layout.swtpm_socket();
     fs::create_directories(tpm_state);
     const std::vector<std::string> argv{
         "swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + tpm_state.string() + ",mode=0600",
         "--ctrl", "type=unixio,path=" + socket.string(), "--terminate",
-        "--log", "file=" + (run.facts.runtime_dir / "swtpm.log").string()};
+        "--log", "file=" + run.facts.layout.swtpm_log().string()};
     run.revert.add([&run] { run.swtpm = util::ChildProcess(); });
     try {
         util::SpawnOptions options;

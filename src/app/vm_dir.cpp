@@ -51,7 +51,7 @@ std::string_view liveness_name(Liveness l) {
 }
 
 VmDir::VmDir(const Context& ctx, std::string name)
-    : name_(std::move(name)), path_(ctx.vm_runtime_dir(name_)) {}
+    : name_(std::move(name)), layout_(ctx.vm_layout(name_)), path_(layout_.runtime_dir) {}
 
 bool VmDir::exists() const {
     std::error_code ec;
@@ -70,7 +70,7 @@ std::optional<VmState> VmDir::read_state() const {
 }
 
 void VmDir::write_state(const VmState& state) const {
-    const auto tmp = path_ / "state.json.tmp";
+    const fs::path tmp = state_file().string() + ".tmp";
     {
         std::ofstream out(tmp, std::ios::trunc);
         out << nlohmann::json(state).dump() << "\n";

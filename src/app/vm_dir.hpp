@@ -53,11 +53,12 @@ public:
 
     const std::string& name() const { return name_; }
     const std::filesystem::path& path() const { return path_; }
-    std::filesystem::path control_socket() const { return path_ / "control.sock"; }
-    std::filesystem::path qmp_socket() const { return path_ / "qmp.sock"; }
-    std::filesystem::path rescue_socket() const { return path_ / "qmp-rescue.sock"; }
-    std::filesystem::path log_file() const { return path_ / "qemu.log"; }
-    std::filesystem::path state_file() const { return path_ / "state.json"; }
+    const util::VmLayout& layout() const { return layout_; }
+    std::filesystem::path control_socket() const { return layout_.control_socket(); }
+    std::filesystem::path qmp_socket() const { return layout_.qmp_socket(); }
+    std::filesystem::path rescue_socket() const { return layout_.rescue_socket(); }
+    std::filesystem::path log_file() const { return layout_.qemu_log(); }
+    std::filesystem::path state_file() const { return layout_.state_file(); }
 
     bool exists() const;
     // Nullopt when there is no state file (yet). Throws naming the file when it is unreadable.
@@ -78,7 +79,8 @@ public:
 
 private:
     std::string name_;
-    std::filesystem::path path_;
+    util::VmLayout layout_;
+    std::filesystem::path path_;  // layout_.runtime_dir
 };
 
 // Makes `dir` (0700) if it is missing, and refuses one that is not a directory owned by this

@@ -55,8 +55,8 @@ int run_command(Invocation& inv) {
         if (!errors) {
             j["argv"] = result.argv;
             j["warnings"] = result.warnings;
-            j["runtime_dir"] = result.facts.runtime_dir.string();
-            j["state_dir"] = result.facts.state_dir.string();
+            j["runtime_dir"] = result.facts.layout.runtime_dir.string();
+            j["state_dir"] = result.facts.layout.state_dir.string();
         }
         inv.out << j.dump() << "\n";
         // People reading a terminal still see the problems.

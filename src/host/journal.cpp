@@ -11,6 +11,7 @@
 #include <system_error>
 
 #include "util/fd.hpp"
+#include "util/layout.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::host {
@@ -28,7 +29,7 @@ fs::path journal_path(const fs::path& runtime_dir, const std::string& vm) {
         vm.find('\0') != std::string::npos)
         throw std::invalid_argument("the VM name " + util::quoted(vm) +
                                     " cannot name a journal file; use a name without '/'");
-    return runtime_dir / "journal" / (vm + ".json");
+    return util::HostStateLayout{runtime_dir}.journal(vm);
 }
 
 namespace {
@@ -225,7 +226,7 @@ void write_journal(const fs::path& runtime_dir, const Journal& journal) {
 std::vector<std::string> list_journals(const fs::path& runtime_dir) {
     std::vector<std::string> names;
     std::error_code ec;
-    for (fs::directory_iterator it(runtime_dir / "journal", ec), end; !ec && it != end;
+    for (fs::directory_iterator it(util::HostStateLayout{runtime_dir}.journal_dir(), ec), end; !ec && it != end;
          it.increment(ec)) {
         const std::string name = it->path().filename().string();
         if (name.starts_with(".") || !name.ends_with(".json")) continue;

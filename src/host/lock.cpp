@@ -11,6 +11,7 @@
 
 #include "host/sysfs.hpp"
 #include "util/fd.hpp"
+#include "util/layout.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
 
@@ -31,7 +32,7 @@ bool owner_alive(const LockOwner& owner) {
 }
 
 fs::path lock_path(const fs::path& runtime_dir, const util::PciAddress& address) {
-    return runtime_dir / "locks" / (address.str() + ".lock");
+    return util::HostStateLayout{runtime_dir}.lock(address.str());
 }
 
 namespace {
@@ -45,11 +46,11 @@ namespace {
 class DirMutex {
 public:
     explicit DirMutex(const fs::path& runtime_dir) {
-        const fs::path dir = runtime_dir / "locks";
+        const fs::path dir = util::HostStateLayout{runtime_dir}.locks_dir();
         std::error_code ec;
         fs::create_directories(dir, ec);
         if (ec) throw_errno(ec.value(), "cannot create the lock directory", dir);
-        const fs::path file = dir / ".mutex";
+        const fs::path file = util::HostStateLayout{runtime_dir}.locks_mutex();
         fd_.reset(::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
         if (!fd_) throw_errno(errno, "cannot open", file);
         while (::flock(fd_.get(), LOCK_EX) != 0)
@@ -108,7 +109,7 @@ OwnerAlive by_pid(const PidAlive& alive) {
 std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const OwnerAlive& alive) {
     std::vector<DeviceLock> locks;
     std::error_code ec;
-    for (fs::directory_iterator it(runtime_dir / "locks", ec), end; !ec && it != end;
+    for (fs::directory_iterator it(util::HostStateLayout{runtime_dir}.locks_dir(), ec), end; !ec && it != end;
          it.increment(ec)) {
         const std::string name = it->path().filename().string();
         if (!name.ends_with(".lock")) continue;
@@ -183,7 +184,7 @@ AcquireResult acquire_locks(const fs::path& runtime_dir, const LockOwner& self,
 std::size_t release_locks(const fs::path& runtime_dir, const std::string& vm,
                           const std::vector<util::PciAddress>& addresses) {
     std::error_code ec;
-    if (!fs::is_directory(runtime_dir / "locks", ec)) return 0;
+    if (!fs::is_directory(util::HostStateLayout{runtime_dir}.locks_dir(), ec)) return 0;
     DirMutex mutex(runtime_dir);
     std::size_t removed = 0;
     for (const util::PciAddress& address : addresses) {

@@ -476,11 +476,9 @@ private:
         if (p_.firmware.type == profile::FirmwareType::ovmf) {
             const bool secure = p_.firmware.secure_boot;
             const fs::path code = !p_.firmware.code.empty() ? p_.firmware.code
-                                  : secure                ? o_.ovmf_code_secure
-                                                          : o_.ovmf_code;
+                                  : o_.ovmf.code_for(secure);
             const fs::path vars = !p_.firmware.vars.empty() ? p_.firmware.vars
-                                  : secure                ? o_.ovmf_vars_secure
-                                                          : o_.ovmf_vars;
+                                  : o_.ovmf.vars_for(secure);
             const std::string fix = "Install OVMF (`apt install ovmf`) or fix the path.";
             check_file(code, p_.firmware.code.empty() ? "The default firmware.code" : "firmware.code",
                        "firmware-missing", fix);

@@ -20,6 +20,7 @@
 #include "host/host_model.hpp"
 #include "host/lock.hpp"
 #include "profile/profile.hpp"
+#include "util/layout.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::preflight {
@@ -48,12 +49,8 @@ struct CheckOptions {
     std::vector<host::DeviceLock> locks;  // read_locks(runtime_dir)
     // The 64-bit PCI MMIO window OVMF gives the guest when not told otherwise.
     std::uint64_t ovmf_default_mmio64 = std::uint64_t{32} << 30;
-    // The OVMF files the QEMU layer uses when the profile leaves firmware.code/vars empty
-    // (Debian 12's ovmf package).
-    std::filesystem::path ovmf_code = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-    std::filesystem::path ovmf_code_secure = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
-    std::filesystem::path ovmf_vars = "/usr/share/OVMF/OVMF_VARS_4M.fd";
-    std::filesystem::path ovmf_vars_secure = "/usr/share/OVMF/OVMF_VARS_4M.ms.fd";
+    // The OVMF files the QEMU layer uses when the profile leaves firmware.code/vars empty.
+    util::OvmfDefaults ovmf;
 };
 
 // What to bind: the profile's devices in profile order, then the functions added for them.

@@ -101,7 +101,7 @@ private:
     void firmware() {
         if (!ovmf()) return;
         const auto& fw = p_.firmware;
-        const auto code = fw.code.empty() ? default_ovmf_code(fw.secure_boot) : fw.code;
+        const auto code = fw.code.empty() ? util::OvmfDefaults{}.code_for(fw.secure_boot) : fw.code;
         add("-blockdev", "")
             .set("driver", "file")
             .set("filename", code.string())
@@ -114,7 +114,7 @@ private:
             .set("read-only", "on");
         add("-blockdev", "")
             .set("driver", "file")
-            .set("filename", vars_copy(f_).string())
+            .set("filename", f_.layout.ovmf_vars().string())
             .set("node-name", "kvmgpu-ovmf-vars-file");
         add("-blockdev", "")
             .set("driver", "raw")
@@ -125,8 +125,8 @@ private:
     }
 
     void control() {
-        for (const auto& [id, path] : {std::pair{"kvmgpu-qmp", qmp_socket(f_)},
-                                       std::pair{"kvmgpu-qmp-rescue", rescue_socket(f_)}}) {
+        for (const auto& [id, path] : {std::pair{"kvmgpu-qmp", f_.layout.qmp_socket()},
+                                       std::pair{"kvmgpu-qmp-rescue", f_.layout.rescue_socket()}}) {
             add("-chardev", "socket")
                 .set("id", id)
                 .set("path", path.string())
@@ -134,7 +134,7 @@ private:
                 .set("wait", "off");
             add("-mon").set("chardev", id).set("mode", "control");
         }
-        add("-pidfile", (f_.runtime_dir / "qemu.pid").string()).verbatim = true;
+        add("-pidfile", f_.layout.qemu_pidfile().string()).verbatim = true;
     }
 
     // Each card (one domain:bus:slot) gets a PCIe root port of its own; its functions stay
@@ -320,7 +320,7 @@ private:
 
     void tpm() {
         if (!p_.tpm.enabled) return;
-        add("-chardev", "socket").set("id", "kvmgpu-tpm-chr").set("path", (f_.runtime_dir / "swtpm.sock").string());
+        add("-chardev", "socket").set("id", "kvmgpu-tpm-chr").set("path", f_.layout.swtpm_socket().string());
         add("-tpmdev", "emulator").set("id", "kvmgpu-tpm").set("chardev", "kvmgpu-tpm-chr");
         add("-device", "tpm-crb").set("tpmdev", "kvmgpu-tpm");
     }
@@ -332,19 +332,6 @@ private:
 
 }  // namespace
 
-std::filesystem::path default_ovmf_code(bool secure_boot) {
-    return secure_boot ? "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd" : "/usr/share/OVMF/OVMF_CODE_4M.fd";
-}
-
-std::filesystem::path default_ovmf_vars(bool secure_boot) {
-    return secure_boot ? "/usr/share/OVMF/OVMF_VARS_4M.ms.fd" : "/usr/share/OVMF/OVMF_VARS_4M.fd";
-}
-
-std::filesystem::path vars_copy(const HostFacts& facts) { return facts.state_dir / "OVMF_VARS.fd"; }
-std::filesystem::path qmp_socket(const HostFacts& facts) { return facts.runtime_dir / "qmp.sock"; }
-std::filesystem::path rescue_socket(const HostFacts& facts) {
-    return facts.runtime_dir / "qmp-rescue.sock";
-}
 
 std::string mac_address(const profile::Profile& p) {
     if (!p.network.mac.empty()) return p.network.mac;

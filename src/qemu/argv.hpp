@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "profile/profile.hpp"
+#include "util/layout.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::qemu {
@@ -15,24 +16,12 @@ namespace kvmgpu::qemu {
 // What the command line needs to know beyond the profile. Gathered by app/ from the host
 // (or, for a dry run, from what is readable) so that this layer stays pure.
 struct HostFacts {
-    std::filesystem::path runtime_dir;  // RUNTIME/NAME: QMP sockets, pidfile, swtpm socket
-    std::filesystem::path state_dir;    // STATE/NAME: the VM's own OVMF vars, TPM state
+    util::VmLayout layout;  // where the VM's sockets, pidfile, OVMF vars and TPM socket are
     // Functions of a listed card that must go with it (same slot, same IOMMU group).
     std::vector<util::PciAddress> extra_functions;
     // The 64-bit MMIO window OVMF must give large BARs, in MiB (opt/ovmf/X-PciMmio64Mb).
     std::optional<std::uint64_t> mmio64_mb;
 };
-
-// Debian's OVMF builds, used when [firmware] code / vars are not given.
-std::filesystem::path default_ovmf_code(bool secure_boot);
-std::filesystem::path default_ovmf_vars(bool secure_boot);
-// The per-VM copy of the vars template QEMU writes to.
-std::filesystem::path vars_copy(const HostFacts& facts);
-
-// QMP sockets: the supervisor's, and a rescue one left free for `kvmgpu stop` when the
-// supervisor is gone.
-std::filesystem::path qmp_socket(const HostFacts& facts);
-std::filesystem::path rescue_socket(const HostFacts& facts);
 
 // The MAC of the VM's NIC: the profile's, or one derived from the VM name (stable across runs,
 // so a guest does not see a new network card each boot), in QEMU's 52:54:00 range.

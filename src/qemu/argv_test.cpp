@@ -27,8 +27,8 @@ profile::Profile load_valid(const std::string& text, const std::filesystem::path
 
 qemu::HostFacts facts_for(const profile::Profile& p) {
     qemu::HostFacts f;
-    f.runtime_dir = "/run/kvmgpu/" + p.name;
-    f.state_dir = "/var/lib/kvmgpu/" + p.name;
+    f.layout.runtime_dir = "/run/kvmgpu/" + p.name;
+    f.layout.state_dir = "/var/lib/kvmgpu/" + p.name;
     return f;
 }
 
@@ -118,8 +118,8 @@ TEST_CASE("commas and '=' in paths never produce an extra option", "[qemu]") {
         "[looking_glass]\npath = \"/dev/shm/lg,share=off\"\n"
         "[audio]\nbackend = \"pulseaudio\"\nserver = \"unix:/run/a,b\"\n");
     auto facts = facts_for(p);
-    facts.runtime_dir = "/run/kv,mgpu/vm";
-    facts.state_dir = "/var/lib/k=v,x/vm";
+    facts.layout.runtime_dir = "/run/kv,mgpu/vm";
+    facts.layout.state_dir = "/var/lib/k=v,x/vm";
     const auto argv = qemu::build_argv(p, facts);
     const std::string joined = [&] {
         std::string s;
