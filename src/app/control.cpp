@@ -22,8 +22,8 @@ using Clock = std::chrono::steady_clock;
 
 bool has_journal(const Context& ctx, const std::string& name) {
     try {
-        const auto j = host::read_journal(host_state_dir(ctx), name);
-        return j && !j->devices.empty();
+        const auto j = host::read_changes(host_state_dir(ctx), name);
+        return j && !j->changes.empty();
     } catch (const std::exception&) {
         return true;  // unreadable: keep everything for a human to look at
     }

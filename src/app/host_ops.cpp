@@ -4,6 +4,7 @@
 
 #include "app/launch.hpp"
 #include "app/vm_dir.hpp"
+#include "host/host_change.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
 #include "host/sysfs.hpp"
@@ -69,7 +70,10 @@ RestoreResult restore_vm(const Context& ctx, const std::string& name) {
     }
     const auto host_dir = host_state_dir(ctx);
     host::RealSysfsWriter writer;
-    out.report = host::restore_devices(ctx.host_root, host_dir, name, writer);
+    // Services and modules a launch stopped come back through systemctl / modprobe; their output
+    // goes with the journal's other news, to stderr.
+    host::ExecRunner runner;
+    out.report = host::restore_changes(ctx.host_root, host_dir, name, writer, &runner);
     for (const auto& o : out.report.devices)
         if (o.ok) host::release_locks(host_dir, name, {o.address});
     if (out.report.ok()) dir.remove();  // a left-over runtime directory goes with it

@@ -145,9 +145,9 @@ int restore_command(Invocation& inv) {
         if (!r.refused.empty()) {
             print_error(inv.out, inv.err, inv.json, r.refused, failure, "still-running");
         } else {
-            for (const auto& o : r.report.devices)
-                inv.err << "restoring " << o.address.str() << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
-            if (r.report.devices.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
+            for (const auto& o : r.report.changes)
+                inv.err << "restoring " << o.what << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
+            if (r.report.changes.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
             reports[name] = r.report;
         }
         all_ok = all_ok && r.ok();

@@ -38,6 +38,7 @@
 
 #include "host/host_change.hpp"
 #include "host/sysfs.hpp"
+#include "util/error.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::host {
@@ -65,11 +66,11 @@ struct BindOptions {
 // One device failed at one step. `error` is the errno of the failing write (ETIMEDOUT for a
 // poll that reached its deadline). what() is a full sentence: the device, the step, the path,
 // the cause, what the rollback did, and the fix.
-class BindError : public std::runtime_error {
+class BindError : public util::RuntimeFailure {
 public:
     BindError(util::PciAddress address, BindStep step, int error, bool rolled_back,
               const std::string& message)
-        : std::runtime_error(message),
+        : util::RuntimeFailure(message, "bind-failed"),
           address(address), step(step), error(error), rolled_back(rolled_back) {}
     util::PciAddress address;
     BindStep step;

@@ -1,5 +1,9 @@
 #include "host/host_change.hpp"
 
+#include <signal.h>
+
+#include "util/process.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -325,6 +329,16 @@ void from_json(const nlohmann::json& j, HostChange& change) {
         throw std::runtime_error("a change has no \"kind\": " + j.dump());
     const std::string name = kind->get<std::string>();
     if (!from_known_kind(j, name, change)) change = UnknownChange{name, j};
+}
+
+int ExecRunner::run(const std::vector<std::string>& argv) {
+    util::SpawnOptions options;
+    if (!log_.empty()) options.log_file = log_;
+    auto child = util::spawn(argv, options);
+    if (auto status = child.wait_for(timeout_)) return util::exited_successfully(*status) ? 0 : 1;
+    child.kill(SIGKILL);
+    child.wait();
+    return 1;
 }
 
 }  // namespace kvmgpu::host

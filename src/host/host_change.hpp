@@ -20,6 +20,7 @@
 // are idempotent, so they simply run again.
 #include <sys/types.h>
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -109,6 +110,20 @@ class CommandRunner {
 public:
     virtual ~CommandRunner() = default;
     virtual int run(const std::vector<std::string>& argv) = 0;
+};
+
+// The production runner: the program is looked up in PATH by kvmgpu and exec'd with the argv as
+// it is (no shell); its output is appended to `log` (or inherited when empty); run() waits up to
+// `timeout` and then kills it, counting that as a failure.
+class ExecRunner final : public CommandRunner {
+public:
+    explicit ExecRunner(std::filesystem::path log = {}, std::chrono::seconds timeout = std::chrono::seconds(60))
+        : log_(std::move(log)), timeout_(timeout) {}
+    int run(const std::vector<std::string>& argv) override;
+
+private:
+    std::filesystem::path log_;
+    std::chrono::seconds timeout_;
 };
 
 // An undo that failed; what() is a sentence saying what failed and why.

@@ -7,11 +7,13 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <functional>
+#include <fstream>
 #include <map>
 
 #include "host/binder.hpp"
 #include "host/journal.hpp"
 #include "host_fixture.hpp"
+#include "temp_dir.hpp"
 #include "util/text.hpp"
 
 namespace fs = std::filesystem;
@@ -391,4 +393,23 @@ TEST_CASE("restore outcomes render to JSON with their kind, and devices with the
                                                  {"message", "The service \"display-manager.service\" was started "
                                                              "again (`systemctl start display-manager.service`)."}});
     CHECK(report["devices"] == nlohmann::json::array({report["changes"][0]}));
+}
+
+TEST_CASE("the production command runner execs the argv without a shell and reports its exit", "[host][journal]") {
+    testing::TempDir dir;
+    const auto log = dir.path() / "runner.log";
+    host::ExecRunner runner(log, std::chrono::seconds(2));
+    CHECK(runner.run({"true"}) == 0);
+    CHECK(runner.run({"false"}) == 1);
+    // A word a shell would expand reaches the program as it is.
+    CHECK(runner.run({"/bin/echo", "$(touch pwned); *"}) == 0);
+    CHECK_FALSE(std::filesystem::exists(dir.path() / "pwned"));
+    std::ifstream in(log);
+    const std::string text{std::istreambuf_iterator<char>(in), {}};
+    CHECK(text == "$(touch pwned); *\n");
+    CHECK_THROWS(runner.run({"kvmgpu-no-such-program"}));
+    // A program that does not end in time is killed and counts as a failure.
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(runner.run({"sleep", "600"}) == 1);
+    CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(30));
 }

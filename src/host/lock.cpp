@@ -100,9 +100,6 @@ bool same_process(const LockOwner& a, const LockOwner& b) {
            (a.start_time == 0 || b.start_time == 0 || a.start_time == b.start_time);
 }
 
-OwnerAlive by_pid(const PidAlive& alive) {
-    return [alive](const LockOwner& owner) { return alive(owner.pid); };
-}
 
 }  // namespace
 
@@ -125,9 +122,6 @@ std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const OwnerAlive
     return locks;
 }
 
-std::vector<DeviceLock> read_locks(const fs::path& runtime_dir, const PidAlive& alive) {
-    return read_locks(runtime_dir, by_pid(alive));
-}
 
 AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, pid_t pid,
                             const std::vector<util::PciAddress>& addresses,
@@ -136,10 +130,6 @@ AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, 
                          addresses, alive);
 }
 
-AcquireResult acquire_locks(const fs::path& runtime_dir, const std::string& vm, pid_t pid,
-                            const std::vector<util::PciAddress>& addresses, const PidAlive& alive) {
-    return acquire_locks(runtime_dir, vm, pid, addresses, by_pid(alive));
-}
 
 AcquireResult acquire_locks(const fs::path& runtime_dir, const LockOwner& self,
                             const std::vector<util::PciAddress>& addresses,

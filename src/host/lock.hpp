@@ -33,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/error.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::host {
@@ -54,11 +55,6 @@ bool pid_alive(pid_t pid);
 bool owner_alive(const LockOwner& owner);
 using OwnerAlive = std::function<bool(const LockOwner&)>;
 
-// Deprecated: a liveness check by pid alone, which cannot tell a reused pid from the owner.
-// The PidAlive overloads below only bridge callers until they pass an OwnerAlive; remove them
-// once none is left.
-using PidAlive = std::function<bool(pid_t)>;
-
 struct DeviceLock {
     util::PciAddress address;
     LockOwner owner;
@@ -71,15 +67,12 @@ std::filesystem::path lock_path(const std::filesystem::path& runtime_dir,
 // Every lock in RUNTIME/locks, sorted by address; unreadable or malformed files are skipped.
 std::vector<DeviceLock> read_locks(const std::filesystem::path& runtime_dir,
                                    const OwnerAlive& alive = owner_alive);
-// Deprecated (see PidAlive).
-std::vector<DeviceLock> read_locks(const std::filesystem::path& runtime_dir,
-                                   const PidAlive& alive);
 
 // A device held by another live VM (or another live instance of the same VM name).
-class LockError : public std::runtime_error {
+class LockError : public util::RuntimeFailure {
 public:
     LockError(util::PciAddress address, LockOwner owner, const std::string& message)
-        : std::runtime_error(message), address(address), owner(std::move(owner)) {}
+        : util::RuntimeFailure(message, "device-reserved"), address(address), owner(std::move(owner)) {}
     util::PciAddress address;
     LockOwner owner;
 };
@@ -101,10 +94,6 @@ AcquireResult acquire_locks(const std::filesystem::path& runtime_dir, const Lock
 AcquireResult acquire_locks(const std::filesystem::path& runtime_dir, const std::string& vm,
                             pid_t pid, const std::vector<util::PciAddress>& addresses,
                             const OwnerAlive& alive = owner_alive);
-// Deprecated (see PidAlive).
-AcquireResult acquire_locks(const std::filesystem::path& runtime_dir, const std::string& vm,
-                            pid_t pid, const std::vector<util::PciAddress>& addresses,
-                            const PidAlive& alive);
 
 // Removes the locks of `addresses` owned by `vm` (any pid: restore runs in a new process after
 // the launcher died). Locks of other VMs and missing locks are left alone. Returns how many

@@ -211,14 +211,3 @@ TEST_CASE("owner liveness needs the pid running with the recorded start time", "
     CHECK_FALSE(owner_alive(LockOwner{"vm", 0, 0}));
 }
 
-TEST_CASE("the deprecated pid-only liveness check still decides read and acquire",
-          "[host][lock]") {
-    test::HostFixture fx;
-    const PidAlive only_1234 = [](pid_t pid) { return pid == 1234; };
-    acquire_locks(fx.runtime(), "gaming", 1234, {addr("0000:01:00.0")}, only_1234);
-    CHECK(read_locks(fx.runtime(), only_1234).at(0).alive);
-    CHECK_THROWS_AS(acquire_locks(fx.runtime(), "work", 99, {addr("0000:01:00.0")}, only_1234),
-                    LockError);
-    CHECK_NOTHROW(acquire_locks(fx.runtime(), "work", 99, {addr("0000:01:00.0")},
-                                PidAlive([](pid_t) { return false; })));
-}
