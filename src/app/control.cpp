@@ -20,6 +20,11 @@ namespace {
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+// A name that can only mean a VM directory under RUNTIME.
+bool valid_vm_name(const std::string& name) {
+    return !name.empty() && name.front() != '.' && name.find('/') == std::string::npos;
+}
+
 bool has_journal(const Context& ctx, const std::string& name) {
     try {
         const auto j = host::read_changes(host_state_dir(ctx), name);
@@ -58,7 +63,7 @@ bool wait_gone(const VmState& s, Clock::time_point deadline) {
 
 VmHandle find_vm(const Context& ctx, const std::string& name) {
     VmDir dir(ctx, name);
-    if (name.empty() || name.front() == '.' || name.find('/') != std::string::npos || !dir.exists())
+    if (!valid_vm_name(name) || !dir.exists())
         throw NotRunning("no VM named \"" + name + "\" is running (" + dir.path().string() +
                          " does not exist); `kvmgpu ps` lists the running VMs");
     auto state = dir.read_state();
@@ -76,7 +81,7 @@ VmHandle find_vm(const Context& ctx, const std::string& name) {
 
 std::optional<json> try_supervisor(const Context& ctx, const std::string& name, const json& request,
                                    std::chrono::milliseconds timeout) {
-    if (name.empty() || name.front() == '.' || name.find('/') != std::string::npos) return std::nullopt;
+    if (!valid_vm_name(name)) return std::nullopt;
     auto client = ControlClient::connect(VmDir(ctx, name).control_socket());
     if (!client) return std::nullopt;
     return client->request(request, Clock::now() + timeout);
@@ -119,6 +124,17 @@ VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
 }
 
 namespace {
+
+// The supervisor answers after its own stop sequence (timeout + quit + kill) and the restore;
+// the deadline allows for all of it.
+json stop_through(ControlClient& client, std::chrono::seconds timeout, bool force) {
+    const auto reply = client.request(request_json(StopRequest{timeout, force}),
+                                      Clock::now() + timeout + std::chrono::seconds(60));
+    if (reply.contains("error")) throw util::RuntimeFailure(reply["error"].value("desc", "stop failed"), "stop-failed");
+    json out = reply.at("return");
+    out["supervised"] = true;
+    return out;
+}
 
 // One stage of the stop policy without a supervisor. A failed QMP command or a gone process
 // just leaves it to the next stage.
@@ -172,15 +188,7 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
     if (vm.liveness != Liveness::unsupervised) {
         auto answering = ControlClient::connect(vm.dir.control_socket());
         if (!answering) return stop_launcher(vm, timeout);
-        auto client = std::move(*answering);
-        // The supervisor answers after its own stop sequence (timeout + quit + kill) and the
-        // restore; allow for all of it.
-        const auto reply = client.request(request_json(StopRequest{timeout, force}),
-                                          Clock::now() + timeout + std::chrono::seconds(60));
-        if (reply.contains("error")) throw std::runtime_error(reply["error"].value("desc", "stop failed"));
-        json out = reply.at("return");
-        out["supervised"] = true;
-        return out;
+        return stop_through(*answering, timeout, force);
     }
     // No supervisor: the same stop policy, over the rescue QMP socket and signals.
     std::string how = "the guest powered off";
@@ -214,6 +222,9 @@ VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono
 }
 
 json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force) {
+    // The fast path: a supervisor that answers needs no state file and no /proc.
+    if (valid_vm_name(name))
+        if (auto client = ControlClient::connect(VmDir(ctx, name).control_socket())) return stop_through(*client, timeout, force);
     return vm_stop(ctx, find_vm(ctx, name), timeout, force);
 }
 

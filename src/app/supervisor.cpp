@@ -13,6 +13,7 @@
 #include <set>
 
 #include "app/control_server.hpp"
+#include "app/run_state.hpp"
 #include "app/stop_policy.hpp"
 #include "qmp/client.hpp"
 #include "util/asio.hpp"
@@ -78,6 +79,7 @@ private:
             if (stopping_) co_return;  // a stop arrived while starting: nothing to resume
             co_await qmp_.execute("cont");
             running_ = true;
+            run_state_.resumed();
             report_(RunningEvent{state_.name, state_.qemu_pid, state_.supervisor_pid, dir_.control_socket().string()});
         } catch (const std::exception& e) {
             if (ended_) co_return;
@@ -163,9 +165,15 @@ private:
         status.supervised = true;
         status.stopping = stopping_;
         try {
-            const auto q = co_await qmp_.execute("query-status");
-            status.status = q.at("status").get<std::string>();
-            status.running = q.at("running").get<bool>();
+            std::optional<RunState> state = run_state_.known();
+            if (!state) {
+                const auto asked = run_state_.epoch();
+                const auto q = co_await qmp_.execute("query-status");
+                state = RunState{q.at("status").get<std::string>(), q.at("running").get<bool>()};
+                run_state_.answered(*state, asked);
+            }
+            status.status = state->status;
+            status.running = state->running;
         } catch (const std::exception& e) {
             status.status = "unknown";
             status.error = e.what();
@@ -176,6 +184,7 @@ private:
     // ---- events ----
     void on_event(const qmp::Event& e) {
         if (e.name == "SHUTDOWN") shutdown_reason_ = e.data.value("reason", "");
+        run_state_.on_event(e.name);
         if (running_ && e.name == "STOP") report_(PausedEvent{state_.name});
         if (running_ && e.name == "RESUME") report_(ResumedEvent{state_.name});
         control_.broadcast({{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}});
@@ -329,6 +338,7 @@ private:
     asio::steady_timer finish_timer_;
     std::vector<std::pair<std::shared_ptr<ControlSession>, json>> stop_waiters_;
 
+    RunStateCache run_state_;
     bool running_ = false;
     bool stopping_ = false;
     bool force_ = false;

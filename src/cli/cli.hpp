@@ -1,5 +1,6 @@
 #pragma once
 #include <iosfwd>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -13,5 +14,19 @@ int run(const std::vector<std::string>& args, std::ostream& out, std::ostream& e
         Getenv getenv_fn);
 
 int main(int argc, char** argv);
+
+// How a command line is read, for tests that hold the quick path (quick_args.hpp) to the full
+// parser: the command, its words, the global options and stop's options. Nullopt when the
+// chosen parser does not read it as a command (or, quick, does not take it at all).
+struct ReadCommandLine {
+    std::string command;
+    std::vector<std::string> args;
+    std::string runtime_dir, state_dir, host_root;
+    bool json = false;
+    bool force = false;
+    std::optional<unsigned> timeout;
+    bool operator==(const ReadCommandLine&) const = default;
+};
+std::optional<ReadCommandLine> read_command_line(const std::vector<std::string>& args, bool quick);
 
 }  // namespace kvmgpu::cli

@@ -228,3 +228,50 @@ TEST_CASE("the installed binary gives the same exit codes as the library", "[cli
     CHECK(status("pause demo --runtime-dir " + runtime.path().string()) == 1);  // no such VM
     CHECK(status("--version") == 0);
 }
+
+TEST_CASE("the quick path reads every command line it takes exactly as the full parser does", "[cli][quick]") {
+    using Args = std::vector<std::string>;
+    // Taken by the quick path.
+    for (const Args& args : {
+             Args{"status", "win11"},
+             Args{"--json", "status", "win11"},
+             Args{"status", "win11", "--json"},
+             Args{"--runtime-dir", "/r", "pause", "vm", "--state-dir=/s", "--host-root", "/h"},
+             Args{"resume", "--runtime-dir=/x y", "vm"},
+             Args{"reset", "vm"},
+             Args{"stop", "vm"},
+             Args{"stop", "vm", "--force"},
+             Args{"stop", "--timeout", "5", "vm"},
+             Args{"stop", "vm", "--timeout=0", "--force", "--json"},
+             Args{"--json", "--runtime-dir", "/r", "stop", "vm", "--timeout", "4294967295"},
+         }) {
+        INFO(util::shell_join(args));
+        const auto quick = cli::read_command_line(args, true);
+        REQUIRE(quick);
+        const auto full = cli::read_command_line(args, false);
+        REQUIRE(full);
+        CHECK(*quick == *full);
+    }
+    // Left to the full parser (which reads them, or refuses them with its own message).
+    for (const Args& args : {
+             Args{"status"}, Args{"status", "a", "b"}, Args{"run", "vm.toml"}, Args{"status", "vm", "--help"},
+             Args{"--json", "--json", "status", "vm"}, Args{"status", "vm", "--force"}, Args{"pause", "vm", "--timeout", "3"},
+             Args{"--timeout", "5", "stop", "vm"}, Args{"stop", "vm", "--timeout", "-1"}, Args{"stop", "vm", "--timeout", "5s"},
+             Args{"stop", "vm", "--timeout", "99999999999"}, Args{"stop", "vm", "--timeout"}, Args{"--runtime-dir", "status", "vm"},
+             Args{"--runtime-dir=", "status", "vm"}, Args{"--runtime", "/r", "status", "vm"}, Args{"status", "--", "vm"},
+             Args{"status", "-vm"}, Args{"--runtime-dir", "/a", "--runtime-dir", "/b", "status", "vm"},
+         }) {
+        INFO(util::shell_join(args));
+        CHECK_FALSE(cli::read_command_line(args, true));
+    }
+}
+
+TEST_CASE("a command the quick path takes behaves as before, errors included", "[cli][quick]") {
+    TempDir dir;
+    const auto r = invoke({"status", "ghost", "--runtime-dir", dir.path().string()});
+    CHECK(r.code == 1);
+    CHECK(r.err.find("no VM named \"ghost\" is running") != std::string::npos);
+    const auto j = invoke({"--json", "stop", "ghost", "--force", "--runtime-dir", dir.path().string()});
+    CHECK(j.code == 1);
+    CHECK(json_lines(j.out).back()["code"] == "not-running");
+}

@@ -40,7 +40,7 @@ int simple_qmp(Invocation& inv, const char* usage, const char* command, const ch
 
 void stop_options(po::options_description& desc) {
     desc.add_options()
-        ("timeout", po::value<unsigned>()->default_value(60)->value_name("S"),
+        ("timeout", po::value<unsigned>()->default_value(kDefaultStopTimeout)->value_name("S"),
          "seconds the guest gets to power off after the ACPI power button, before QEMU quits")
         ("force", "skip the power button: quit QEMU at once");
 }

@@ -16,6 +16,9 @@ namespace po = boost::program_options;
 
 enum Exit : int { ok = 0, failure = 1, bad_input = 2 };
 
+// `kvmgpu stop`'s --timeout when not given: seconds the guest gets after the power button.
+inline constexpr unsigned kDefaultStopTimeout = 60;
+
 // Bad input found by the CLI itself: printed as "kvmgpu: error: …", exit 2.
 struct UsageError : util::BadInput {
     explicit UsageError(const std::string& message) : util::BadInput(message, "usage") {}

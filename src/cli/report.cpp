@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include <ostream>
+#include <sstream>
 
 namespace kvmgpu::cli {
 namespace {
@@ -21,23 +22,23 @@ struct TextRenderer {
             if (!e.error.empty()) err << "\nkvmgpu: error: " << e.error;
             if (!e.detail.empty()) err << ": " << e.detail;
         }
-        err << std::endl;
+        err << "\n";
     }
     void operator()(const app::FindingEvent& e) const {
-        err << "kvmgpu: " << e.severity << ": " << e.message << std::endl;
+        err << "kvmgpu: " << e.severity << ": " << e.message << "\n";
     }
     void operator()(const app::RunningEvent& e) const {
         err << "running: " << e.name << " (QEMU pid " << e.qemu_pid << "); `kvmgpu status|pause|resume|stop " << e.name
-            << "` from another shell, Ctrl-C here stops it" << std::endl;
+            << "` from another shell, Ctrl-C here stops it" << "\n";
     }
-    void operator()(const app::PausedEvent& e) const { err << "paused: " << e.name << std::endl; }
-    void operator()(const app::ResumedEvent& e) const { err << "resumed: " << e.name << std::endl; }
+    void operator()(const app::PausedEvent& e) const { err << "paused: " << e.name << "\n"; }
+    void operator()(const app::ResumedEvent& e) const { err << "resumed: " << e.name << "\n"; }
     void operator()(const app::StoppingEvent& e) const {
-        err << "stopping" << (e.force ? " now (forced)" : " (Ctrl-C again to force)") << std::endl;
+        err << "stopping" << (e.force ? " now (forced)" : " (Ctrl-C again to force)") << "\n";
     }
     void operator()(const app::LogEvent& e) const {
         if (e.tail.empty()) {
-            err << "QEMU's log is empty" << std::endl;
+            err << "QEMU's log is empty" << "\n";
             return;
         }
         err << "QEMU's log ends with:\n";
@@ -52,17 +53,24 @@ struct TextRenderer {
     void operator()(const app::StoppedEvent& e) const {
         err << "stopped: " << e.name << " (" << e.reason;
         if (!e.detail.empty()) err << ": " << e.detail;
-        err << ")" << std::endl;
-        if (!e.hint.empty()) err << "kvmgpu: error: " << e.hint << std::endl;
+        err << ")" << "\n";
+        if (!e.hint.empty()) err << "kvmgpu: error: " << e.hint << "\n";
     }
-    void operator()(const app::UnsupervisedEvent& e) const { err << "kvmgpu: error: " << e.message << std::endl; }
+    void operator()(const app::UnsupervisedEvent& e) const { err << "kvmgpu: error: " << e.message << "\n"; }
 };
 
 }  // namespace
 
 app::Report make_reporter(std::ostream& out, std::ostream& err, bool json) {
-    if (json) return [&out](const app::Event& e) { out << nlohmann::json(e).dump() << std::endl; };
-    return [&err](const app::Event& e) { std::visit(TextRenderer{err}, e); };
+    // One line per event, flushed: scripts act on each as it comes.
+    if (json) return [&out](const app::Event& e) { out << nlohmann::json(e).dump() + "\n" << std::flush; };
+    // Each event is composed first and written at once: stderr is unbuffered, and one write
+    // keeps a line whole when other processes write to the same terminal.
+    return [&err](const app::Event& e) {
+        std::ostringstream text;
+        std::visit(TextRenderer{text}, e);
+        err << text.str() << std::flush;
+    };
 }
 
 }  // namespace kvmgpu::cli
