@@ -1,5 +1,6 @@
 #include "app/vm_dir.hpp"
 
+#include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -1,5 +1,7 @@
 #include <ostream>
 
+#include <nlohmann/json.hpp>
+
 #include "app/dry_run.hpp"
 #include "app/launch.hpp"
 #include "app/launch_steps.hpp"

@@ -1,5 +1,6 @@
 #include "cli/output.hpp"
 
+#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <ostream>
 

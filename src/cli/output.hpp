@@ -1,6 +1,6 @@
 #pragma once
 // How the CLI shows profile problems: compiler-style lines for people, objects for --json.
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include <iosfwd>
 

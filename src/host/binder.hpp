@@ -34,7 +34,7 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "host/host_change.hpp"
 #include "host/sysfs.hpp"

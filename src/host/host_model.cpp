@@ -1,5 +1,6 @@
 #include "host/host_model.hpp"
 
+#include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <unistd.h>
 

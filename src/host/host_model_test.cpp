@@ -1,5 +1,6 @@
 #include "host/host_model.hpp"
 
+#include <nlohmann/json.hpp>
 #include <catch2/catch.hpp>
 
 #include "host_fixture.hpp"

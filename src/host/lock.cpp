@@ -1,5 +1,6 @@
 #include "host/lock.hpp"
 
+#include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/file.h>

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include <nlohmann/json_fwd.hpp>
 
 #include "util/error.hpp"
 #include "util/pci_address.hpp"

@@ -1,5 +1,6 @@
 #include "host/lock.hpp"
 
+#include <nlohmann/json.hpp>
 #include <sys/wait.h>
 #include <unistd.h>
 

@@ -1,5 +1,6 @@
 #include "preflight/check.hpp"
 
+#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
