@@ -155,6 +155,17 @@ void act_unsupervised(const VmHandle& vm, StopAction action) {
     }
 }
 
+// Whether the guest's vCPUs run (a paused guest cannot answer the power button); when QEMU does
+// not say, assume they do.
+bool guest_running(const VmHandle& vm) {
+    try {
+        const auto reply = rescue_qmp(vm.dir.rescue_socket(), {{"execute", "query-status"}}, kStopStageWait);
+        return reply.at("return").at("running").get<bool>();
+    } catch (const std::exception&) {
+        return true;
+    }
+}
+
 std::string stage_outcome(StopAction action) {
     switch (action) {
         case StopAction::powerdown: return "the guest powered off";
@@ -170,16 +181,22 @@ std::string stage_outcome(StopAction action) {
 // and in every wait); the answer comes when it has exited.
 json stop_launcher(const VmHandle& vm, std::chrono::seconds timeout) {
     const auto& s = vm.state;
+    // The pidfd names one process; checked after opening it, the start time proves it is the
+    // launcher, so the signal cannot reach another process that got its pid in between.
+    util::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, s.supervisor_pid, 0)));
     if (!util::process_alive(s.supervisor_pid, s.supervisor_start))
         throw NotRunning("\"" + vm.dir.name() + "\" is not running any more");
-    ::kill(s.supervisor_pid, SIGTERM);
+    if (pidfd) ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGTERM, nullptr, 0);
+    else ::kill(s.supervisor_pid, SIGTERM);
     VmState launcher = s;  // wait_gone() waits for the process named as QEMU
     launcher.qemu_pid = s.supervisor_pid;
     launcher.qemu_start = s.supervisor_start;
     if (!wait_gone(launcher, Clock::now() + timeout + std::chrono::seconds(30)))
         throw util::RuntimeFailure("the launcher of \"" + vm.dir.name() + "\" (pid " + std::to_string(s.supervisor_pid) +
                                    ") did not end after SIGTERM; its log says which step it is in", "stop-failed");
-    return {{"reason", "stop-requested"}, {"detail", "the launch was stopped before the VM ran"}, {"supervised", true}};
+    return {{"reason", "stop-requested"},
+            {"detail", "the launcher had no control socket (launching, or ending); it was sent SIGTERM and has exited"},
+            {"supervised", true}};
 }
 
 }  // namespace
@@ -193,7 +210,7 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
     // No supervisor: the same stop policy, over the rescue QMP socket and signals.
     std::string how = "the guest powered off";
     bool gone = false;
-    for (const auto& stage : stop_plan(timeout, force, true)) {
+    for (const auto& stage : stop_plan(timeout, force, guest_running(vm))) {
         act_unsupervised(vm, stage.action);
         if (stage.action != StopAction::powerdown) how = stage_outcome(stage.action);
         gone = wait_gone(vm.state, Clock::now() + stage.wait);

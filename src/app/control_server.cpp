@@ -24,6 +24,13 @@ void ControlSession::flush() {
     writing_ = true;
     asio::async_write(sock_, asio::buffer(out_.front()),
                       [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                          // Closed while this write was in flight (force_close): the queue was
+                          // kept for the write's buffer and is dropped now.
+                          if (self->closed_) {
+                              self->writing_ = false;
+                              self->out_.clear();
+                              return;
+                          }
                           self->out_.pop_front();
                           if (ec) {
                               self->out_.clear();
@@ -39,7 +46,8 @@ void ControlSession::flush() {
 }
 
 void ControlSession::shut() {
-    out_.clear();
+    // A write in flight still reads its line from the queue; its handler clears it.
+    if (!writing_) out_.clear();
     if (closed_) return;
     closed_ = true;
     boost::system::error_code ec;

@@ -105,11 +105,17 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         if (options.before_step) options.before_step("qmp");
         run.check_interrupt("qmp");
     } catch (const StepFailed&) {
-        // A stop signal that failed a step (a sysfs write abandoned with EINTR) is taken here, so
-        // that the undos' own writes are not abandoned too; a second signal would abandon them,
-        // and then the journal keeps what `kvmgpu restore` must finish.
-        interrupt.pending();
+        // The stop signals that failed a step (a sysfs write abandoned with EINTR) are taken
+        // here, all of them, so that the undos' own writes are not abandoned too; a signal that
+        // comes during the undos abandons them, and then the journal keeps what `kvmgpu restore`
+        // must finish.
+        while (interrupt.pending()) {
+        }
         run.revert.run();
+        // Taken too: one that came during the undos would otherwise be delivered, with its
+        // default action, when the Interrupt goes, before the error is printed.
+        while (interrupt.pending()) {
+        }
         throw;
     }
     return supervise_to_the_end(run);

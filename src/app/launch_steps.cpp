@@ -108,8 +108,9 @@ void reserve_step(LaunchRun& run) {
     } catch (const std::exception& e) {
         run.fail("reserve", "reserving the devices", e.what());
     }
-    // A device that could not be restored keeps its journal entry and its lock, so that no
-    // other VM takes it and `kvmgpu restore` can finish the job.
+    // A device that could not be restored keeps its journal entry and its lock, so that
+    // `kvmgpu restore` can finish the job. (Once this launcher has exited, the lock no longer
+    // counts as held: see the note on restore and other VMs in docs/design.md.)
     run.revert.add([&run, host_dir] {
         std::vector<util::PciAddress> release;
         for (const auto& d : run.devices)

@@ -77,8 +77,10 @@ struct LaunchStep {
 // firmware, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
-// Runs a hook (argv, no shell) to completion, its output appended to `log`; a pending stop
-// signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the step.
+// Runs a hook (argv, no shell) to completion, its output appended to `log`. During the launch
+// (prestart) a pending stop signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the
+// step. The poststop hook runs after the supervisor has stopped taking signals: nothing ends it
+// early (hooks have no timeout yet).
 void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv,
               const std::filesystem::path& log);
 

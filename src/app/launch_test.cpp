@@ -204,7 +204,7 @@ TEST_CASE("a stop signal at any step of the launch undoes everything and leaves 
     for (const auto& at : steps) {
         DYNAMIC_SECTION("SIGTERM before " << at) {
             Launch l;
-            // A prestart hook and the TPM make those steps do something worth undoing.
+            // A prestart hook makes that step do something worth undoing.
             const auto profile = passthrough_profile(l.fx.root(), "[hooks]\nprestart = [\"/bin/true\"]\n");
             const auto before = l.fx.snapshot();
             l.before_step = [&](std::string_view step) {

@@ -79,7 +79,8 @@ private:
             if (stopping_) co_return;  // a stop arrived while starting: nothing to resume
             co_await qmp_.execute("cont");
             running_ = true;
-            run_state_.resumed();
+            // The run state follows RESUME, which QEMU sends before this reply; setting it here
+            // could overwrite a STOP that arrived in the same read.
             report_(RunningEvent{state_.name, state_.qemu_pid, state_.supervisor_pid, dir_.control_socket().string()});
         } catch (const std::exception& e) {
             if (ended_) co_return;
@@ -136,7 +137,11 @@ private:
 
     awaitable<void> handle(std::shared_ptr<ControlSession> s, ParsedRequest req) {
         if (ended_) {
-            s->write(error_reply("the VM has ended", req.id));
+            // A stop that arrives as the VM ends gets the outcome the others got.
+            if (std::holds_alternative<StopRequest>(req.request) && !final_outcome_.is_null())
+                s->write(return_reply(final_outcome_, req.id));
+            else
+                s->write(error_reply("the VM has ended", req.id));
             co_return;
         }
         if (auto* qmp = std::get_if<QmpRequest>(&req.request)) {
@@ -185,6 +190,8 @@ private:
     void on_event(const qmp::Event& e) {
         if (e.name == "SHUTDOWN") shutdown_reason_ = e.data.value("reason", "");
         run_state_.on_event(e.name);
+        if (e.name == "RESUME" || e.name == "WAKEUP") vcpus_running_ = true;
+        if (e.name == "STOP" || e.name == "SUSPEND") vcpus_running_ = false;
         if (running_ && e.name == "STOP") report_(PausedEvent{state_.name});
         if (running_ && e.name == "RESUME") report_(ResumedEvent{state_.name});
         control_.broadcast({{"event", e.name}, {"data", e.data}, {"timestamp_us", e.timestamp_us}});
@@ -217,7 +224,7 @@ private:
 
     // The stop policy's stages (stop_policy.hpp), each ending early once QEMU has exited.
     awaitable<void> stop_sequence(std::chrono::seconds timeout, bool force) {
-        for (const auto& stage : stop_plan(timeout, force, running_)) {
+        for (const auto& stage : stop_plan(timeout, force, running_ && vcpus_running_)) {
             if (ended_) co_return;
             // A stop forced while the guest was being asked skips the rest of that wait.
             if (stage.action == StopAction::powerdown && force_) continue;
@@ -309,6 +316,7 @@ private:
         // Restore devices and run hooks while `kvmgpu stop` clients wait for the outcome.
         const StoppedEvent stopped = (*on_end_)(result_);
         const json outcome = outcome_json(stopped);
+        final_outcome_ = outcome;
         for (auto& [session, id] : stop_waiters_) session->write(return_reply(outcome, id));
         // A client that does not read its last lines does not keep the supervisor alive: those
         // still open after 1 s are closed (the timer is cancelled as soon as all are closed).
@@ -339,6 +347,8 @@ private:
     std::vector<std::pair<std::shared_ptr<ControlSession>, json>> stop_waiters_;
 
     RunStateCache run_state_;
+    bool vcpus_running_ = true;  // false while paused or suspended: the guest cannot see the power button
+    json final_outcome_;         // the stop outcome, for a stop request that comes after the end
     bool running_ = false;
     bool stopping_ = false;
     bool force_ = false;

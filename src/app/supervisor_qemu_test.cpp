@@ -444,7 +444,7 @@ TEST_CASE("stop --force ends a launch whose prestart hook hangs and leaves nothi
     const auto stop = w.cli({"stop", "hang", "--force", "--json"});
     INFO(stop.err << w.supervisor_err());
     CHECK(stop.status == 0);
-    CHECK(json::parse(stop.out)["detail"] == "the launch was stopped before the VM ran");
+    CHECK(json::parse(stop.out)["detail"].get<std::string>().find("it was sent SIGTERM and has exited") != std::string::npos);
     CHECK(sup->wait(std::chrono::seconds(30)) == 1);
     const auto failed = std::find_if(sup->seen.begin(), sup->seen.end(), [](const json& e) { return e.value("ok", true) == false; });
     REQUIRE(failed != sup->seen.end());
@@ -452,4 +452,44 @@ TEST_CASE("stop --force ends a launch whose prestart hook hangs and leaves nothi
     CHECK((*failed)["error"].get<std::string>().find("SIGTERM arrived") != std::string::npos);
     CHECK(sup->seen.back()["exit"] == 1);  // --json ends with the error object
     CHECK_FALSE(fs::exists(w.runtime / "hang"));
+}
+
+TEST_CASE("stop does not wait for the power button of a paused guest, supervised or not", "[runtime][qemu]") {
+    for (const bool supervised : {true, false}) {
+        DYNAMIC_SECTION((supervised ? "supervised" : "supervisor killed -9")) {
+            World w;
+            auto sup = w.run(w.profile("held"));
+            sup->wait_event("running");
+            if (!supervised) {
+                sup->signal(SIGKILL);
+                CHECK(sup->wait() == 128 + SIGKILL);
+            }
+            REQUIRE(w.cli({"pause", "held"}).status == 0);
+            REQUIRE(status_of(w, "held")["status"] == "paused");
+            // A paused guest cannot see the button: waiting the 60 s for it would be wasted.
+            const auto started = Clock::now();
+            const auto stop = w.cli({"stop", "held", "--timeout", "60", "--json"});
+            INFO(stop.err);
+            CHECK(stop.status == 0);
+            CHECK(Clock::now() - started < std::chrono::seconds(20));
+            if (supervised) CHECK(sup->wait() == 0);
+            CHECK_FALSE(fs::exists(w.runtime / "held"));
+        }
+    }
+}
+
+TEST_CASE("status follows pause and resume from the events, without asking QEMU each time", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("follow"));
+    sup->wait_event("running");
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(w.cli({"pause", "follow"}).status == 0);
+        CHECK(status_of(w, "follow")["status"] == "paused");
+        CHECK(status_of(w, "follow")["running"] == false);
+        REQUIRE(w.cli({"resume", "follow"}).status == 0);
+        CHECK(status_of(w, "follow")["status"] == "running");
+        CHECK(status_of(w, "follow")["running"] == true);
+    }
+    REQUIRE(w.cli({"stop", "follow", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
 }
