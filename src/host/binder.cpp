@@ -124,6 +124,12 @@ std::string restore_one(const fs::path& root, const DeviceToVfio& entry, SysfsWr
     const PciAddress& address = entry.address;
     const std::string addr = address.str();
     const fs::path dir = device_dir(root, address);
+    // An unbind or probe of this device that was abandoned may still happen in the kernel: the
+    // device is not back until it has, so its journal entry (and lock) must stay.
+    if (writer.has_unfinished_write(addr))
+        throw StepFailed{BindStep::unbind, EBUSY,
+                         "an earlier write for this device has not returned from the kernel yet (the device is "
+                         "probably still in use); it may still unbind the device later"};
     DeviceState state = read_state(root, address);
     if (!state.exists)
         return "PCI device " + util::quoted(addr) + " is no longer present; nothing to restore.";

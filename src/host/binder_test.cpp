@@ -410,3 +410,60 @@ TEST_CASE("without an IOMMU group binding fails at inspect before any write", "[
     CHECK(kernel.writes() == 0);
     CHECK_FALSE(fs::exists(journal_path(fx.runtime(), "win11")));
 }
+
+namespace {
+
+// A kernel whose unbinds never return in time: the writer abandons each one, which the kernel
+// may still carry out later (a device in use, released after the deadline).
+class StuckUnbindKernel final : public SysfsWriter {
+public:
+    explicit StuckUnbindKernel(SimulatedKernel& kernel) : kernel_(kernel) {}
+    int write(const fs::path& file, std::string_view data) override {
+        if (file.filename() == "unbind" && data.find("01:00.0") != std::string_view::npos) {
+            abandoned_.emplace_back(data);
+            return ETIMEDOUT;
+        }
+        return kernel_.write(file, data);
+    }
+    bool has_unfinished_write(std::string_view subject) override {
+        for (const auto& a : abandoned_)
+            if (a.find(subject) != std::string::npos) return true;
+        return false;
+    }
+
+private:
+    SimulatedKernel& kernel_;
+    std::vector<std::string> abandoned_;
+};
+
+}  // namespace
+
+TEST_CASE("a device whose unbind was abandoned keeps its journal entry until the write is over", "[host][binder]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    SimulatedKernel kernel(fx);
+    StuckUnbindKernel stuck(kernel);
+    BindOptions options;
+    options.timeout = std::chrono::milliseconds(50);
+    options.poll_interval = std::chrono::milliseconds(1);
+    const auto gpu = *util::PciAddress::parse("0000:01:00.0");
+    try {
+        bind_devices(fx.root(), fx.runtime(), "win11", {gpu}, stuck, options);
+        FAIL("bind_devices did not fail");
+    } catch (const BindError& e) {
+        CHECK(e.step == BindStep::unbind);
+        CHECK_FALSE(e.rolled_back);  // the kernel may still unbind it: not back yet
+        CHECK(std::string(e.what()).find("has not returned from the kernel yet") != std::string::npos);
+    }
+    // The entry stays for `kvmgpu restore`; this writer still refuses to call it back.
+    const auto journal = read_journal(fx.runtime(), "win11");
+    REQUIRE(journal);
+    REQUIRE(journal->devices.size() == 1);
+    CHECK_FALSE(restore_devices(fx.root(), fx.runtime(), "win11", stuck, options).ok());
+    CHECK(read_journal(fx.runtime(), "win11"));
+    // A later restore (a new process: no write of its own is pending) gives it back.
+    const auto report = restore_devices(fx.root(), fx.runtime(), "win11", kernel, options);
+    CHECK(report.ok());
+    CHECK_FALSE(read_journal(fx.runtime(), "win11"));
+    CHECK(fx.driver_of("0000:01:00.0") == "nouveau");
+}

@@ -157,14 +157,25 @@ int reap(pid_t pid) {
 RealSysfsWriter::~RealSysfsWriter() { reap_abandoned(); }
 
 std::size_t RealSysfsWriter::reap_abandoned() {
-    std::erase_if(abandoned_, [](pid_t pid) {
+    std::erase_if(abandoned_, [](const Abandoned& a) {
         int status = 0;
         pid_t r;
-        do r = ::waitpid(pid, &status, WNOHANG);
+        do r = ::waitpid(a.pid, &status, WNOHANG);
         while (r < 0 && errno == EINTR);
         return r != 0;  // reaped, or no longer our child
     });
     return abandoned_.size();
+}
+
+bool RealSysfsWriter::has_unfinished_pid(pid_t pid) const {
+    return std::any_of(abandoned_.begin(), abandoned_.end(), [&](const Abandoned& a) { return a.pid == pid; });
+}
+
+bool RealSysfsWriter::has_unfinished_write(std::string_view subject) {
+    reap_abandoned();
+    return std::any_of(abandoned_.begin(), abandoned_.end(), [&](const Abandoned& a) {
+        return a.file.find(subject) != std::string::npos || a.data.find(subject) != std::string::npos;
+    });
 }
 
 int RealSysfsWriter::write(const fs::path& file, std::string_view data) {
@@ -192,11 +203,15 @@ int RealSysfsWriter::write(const fs::path& file, std::string_view data) {
     ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
     if (pid < 0) return fork_error;
 
-    // Not waited for: see the class comment.
+    // Not waited for beyond a moment: see the class comment. A child that was only waiting
+    // interruptibly dies of the SIGKILL at once, and is then reaped here so that its write is
+    // known to be over; one stuck uninterruptibly in the kernel stays in abandoned_.
     auto abandon = [&](int error) {
         ::kill(pid, SIGKILL);
-        abandoned_.push_back(pid);
-        reap_abandoned();
+        abandoned_.push_back({pid, file.string(), std::string(data)});
+        const auto settle = steady_clock::now() + std::chrono::milliseconds(100);
+        while (reap_abandoned() > 0 && has_unfinished_pid(pid) && steady_clock::now() < settle)
+            util::wait_readable(-1, std::min(settle, steady_clock::now() + std::chrono::milliseconds(1)), nullptr);
         return error;
     };
     auto abandoned_by = [&](WaitResult r) { return abandon(r == WaitResult::timed_out ? ETIMEDOUT : EINTR); };

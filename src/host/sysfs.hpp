@@ -56,6 +56,11 @@ public:
     // How long one write may take before it is abandoned with ETIMEDOUT, for error messages;
     // nullopt when writes have no deadline.
     virtual std::optional<std::chrono::milliseconds> timeout() const { return std::nullopt; }
+    // Whether a write this writer abandoned (timed out, interrupted) may still be carried out by
+    // the kernel and concerns `subject` (named in the file's path, or the data written: an
+    // unbind of ADDR, a drivers_probe of ADDR). A restore must not call such a device back
+    // while it may still be unbound behind its back.
+    virtual bool has_unfinished_write(std::string_view /*subject*/) { return false; }
 };
 
 struct SysfsWriteOptions {
@@ -101,10 +106,17 @@ public:
     // Reaps the abandoned children that have exited, without blocking; returns how many are
     // still running (still stuck in the kernel, or not yet dead of their SIGKILL).
     std::size_t reap_abandoned();
+    bool has_unfinished_write(std::string_view subject) override;
 
 private:
+    bool has_unfinished_pid(pid_t pid) const;
+    struct Abandoned {
+        pid_t pid;
+        std::string file;
+        std::string data;
+    };
     SysfsWriteOptions options_;
-    std::vector<pid_t> abandoned_;
+    std::vector<Abandoned> abandoned_;
 };
 
 }  // namespace kvmgpu::host
