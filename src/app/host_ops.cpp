@@ -53,7 +53,7 @@ host::BindResult bind_by_hand(const Context& ctx, const std::string& name,
     }
 }
 
-RestoreResult restore_vm(const Context& ctx, const std::string& name) {
+RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer) {
     RestoreResult out;
     out.name = name;
     VmDir dir(ctx, name);
@@ -69,11 +69,11 @@ RestoreResult restore_vm(const Context& ctx, const std::string& name) {
         return out;
     }
     const auto host_dir = host_state_dir(ctx);
-    host::RealSysfsWriter writer;
+    host::RealSysfsWriter real_writer;
     // Services and modules a launch stopped come back through systemctl / modprobe; their output
     // goes with the journal's other news, to stderr.
     host::ExecRunner runner;
-    out.report = host::restore_changes(ctx.host_root, host_dir, name, writer, &runner);
+    out.report = host::restore_changes(ctx.host_root, host_dir, name, writer ? *writer : real_writer, &runner);
     for (const auto& o : out.report.devices)
         if (o.ok) host::release_locks(host_dir, name, {o.address});
     if (out.report.ok()) dir.remove();  // a left-over runtime directory goes with it

@@ -44,7 +44,8 @@ struct RestoreResult {
 
 // `kvmgpu restore NAME`: gives the devices in NAME's journal back, unless its QEMU still runs;
 // releases the locks of what came back; removes a left-over runtime directory once all did.
-RestoreResult restore_vm(const Context& ctx, const std::string& name);
+// `writer`: where sysfs writes go; null for the real kernel (tests pass a simulated one).
+RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer = nullptr);
 
 // Every name that has a journal, for `kvmgpu restore --all`.
 std::vector<std::string> journal_names(const Context& ctx);

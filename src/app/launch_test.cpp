@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "app/launch.hpp"
+#include "app/host_ops.hpp"
 #include "app/launch_steps.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
@@ -257,4 +258,50 @@ TEST_CASE("a stop signal ends a prestart hook that hangs and the launch is undon
     INFO(test::snapshot_diff(before, l.fx.snapshot()));
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
+TEST_CASE("a launcher killed with -9 after any step that changed the host leaves what restore gives back", "[app][qemu]") {
+    // The steps after bind, where devices are on vfio-pci; "qmp" is after QEMU was spawned.
+    for (const std::string at : {"prestart", "firmware", "tpm", "spawn", "qmp"}) {
+        DYNAMIC_SECTION("kill -9 before " << at) {
+            Launch l;
+            const auto profile = passthrough_profile(l.fx.root());
+            const auto before = l.fx.snapshot();
+            const pid_t launcher = ::fork();
+            if (launcher == 0) {
+                l.before_step = [&](std::string_view step) {
+                    if (step == at) ::raise(SIGKILL);
+                };
+                l.run(profile);
+                ::_exit(3);  // not reached: the launcher dies at `at`
+            }
+            int status = 0;
+            REQUIRE(::waitpid(launcher, &status, 0) == launcher);
+            REQUIRE(WIFSIGNALED(status));
+            REQUIRE(WTERMSIG(status) == SIGKILL);
+            // What the dead launcher left: devices on vfio-pci, a journal naming them, its locks.
+            CHECK(l.fx.driver_of("0000:01:00.0") == "vfio-pci");
+            const auto journal = host::read_journal(app::host_state_dir(l.ctx), "gpu");
+            REQUIRE(journal);
+            CHECK(journal->devices.size() == 2);
+            // A QEMU it had started fails on this host (no such device) and ends by itself.
+            const auto state = app::VmDir(l.ctx, "gpu").read_state();
+            if (state && state->qemu_pid > 0) {
+                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+                while (util::process_alive(state->qemu_pid, state->qemu_start) &&
+                       std::chrono::steady_clock::now() < deadline)
+                    ::usleep(10 * 1000);
+                REQUIRE_FALSE(util::process_alive(state->qemu_pid, state->qemu_start));
+            }
+            // `kvmgpu restore gpu` from a new process, on the journal alone.
+            const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel);
+            INFO(json(restored.report).dump(1));
+            CHECK(restored.ok());
+            INFO(test::snapshot_diff(before, l.fx.snapshot()));
+            CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+            CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+            CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+            CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+        }
+    }
 }
