@@ -41,12 +41,13 @@ ControlClient connect_supervisor(const VmHandle& vm) {
     return std::move(*client);
 }
 
-// Waits until QEMU is gone; false at the deadline. QEMU is not our child here: a pidfd (any
-// process's) tells of its exit; kernels without pidfd_open fall back to polling /proc.
-bool wait_gone(const VmState& s, Clock::time_point deadline) {
-    util::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, s.qemu_pid, 0)));
+// Waits until the process (pid, start time) is gone; false at the deadline. It is not our child
+// here: a pidfd (any process's) tells of its exit; kernels without pidfd_open fall back to
+// polling /proc.
+bool wait_gone(pid_t pid, std::uint64_t start, Clock::time_point deadline) {
+    util::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
     // Checked after opening: the pidfd then names the process whose start time matched.
-    while (util::process_alive(s.qemu_pid, s.qemu_start)) {
+    while (util::process_alive(pid, start)) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
         if (left.count() <= 0) return false;
         if (pidfd) {
@@ -188,10 +189,7 @@ json stop_launcher(const VmHandle& vm, std::chrono::seconds timeout) {
         throw NotRunning("\"" + vm.dir.name() + "\" is not running any more");
     if (pidfd) ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGTERM, nullptr, 0);
     else ::kill(s.supervisor_pid, SIGTERM);
-    VmState launcher = s;  // wait_gone() waits for the process named as QEMU
-    launcher.qemu_pid = s.supervisor_pid;
-    launcher.qemu_start = s.supervisor_start;
-    if (!wait_gone(launcher, Clock::now() + timeout + std::chrono::seconds(30)))
+    if (!wait_gone(s.supervisor_pid, s.supervisor_start, Clock::now() + timeout + std::chrono::seconds(30)))
         throw util::RuntimeFailure("the launcher of \"" + vm.dir.name() + "\" (pid " + std::to_string(s.supervisor_pid) +
                                    ") did not end after SIGTERM; its log says which step it is in", "stop-failed");
     return {{"reason", "stop-requested"},
@@ -213,7 +211,7 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
     for (const auto& stage : stop_plan(timeout, force, guest_running(vm))) {
         act_unsupervised(vm, stage.action);
         if (stage.action != StopAction::powerdown) how = stage_outcome(stage.action);
-        gone = wait_gone(vm.state, Clock::now() + stage.wait);
+        gone = wait_gone(vm.state.qemu_pid, vm.state.qemu_start, Clock::now() + stage.wait);
         if (gone) break;
     }
     if (!gone) throw std::runtime_error("QEMU (pid " + std::to_string(vm.state.qemu_pid) + ") of \"" + vm.dir.name() + "\" did not end");

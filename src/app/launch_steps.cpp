@@ -72,7 +72,7 @@ void check_step(LaunchRun& run) {
     run.devices = run.checked.plan.devices;
     for (const auto& a : run.devices) {
         const auto* d = model.find(a);
-        run.original_drivers.push_back(!d ? "?" : d->driver.empty() ? "no driver" : d->driver);
+        run.original_driver[a] = !d ? "?" : d->driver.empty() ? "no driver" : d->driver;
     }
     run.facts = facts_from_check(p, run.ctx, run.checked);
     run.step("check", "checking the host");
@@ -132,11 +132,7 @@ void bind_step(LaunchRun& run) {
     });
     try {
         const auto bound = host::bind_devices(run.ctx.host_root, host_dir, run.profile.name, run.devices, run.writer);
-        for (const auto& a : bound.bound) {
-            const auto i = static_cast<std::size_t>(std::find(run.devices.begin(), run.devices.end(), a) - run.devices.begin());
-            const std::string driver = i < run.original_drivers.size() ? run.original_drivers[i] : "?";
-            run.step("bind", "binding " + a.str() + " " + driver + " → vfio-pci");
-        }
+        for (const auto& a : bound.bound) run.step("bind", "binding " + a.str() + " " + run.original_driver[a] + " → vfio-pci");
         for (const auto& a : bound.already_vfio) run.step("bind", "binding " + a.str() + " (already on vfio-pci)");
     } catch (const host::BindError& e) {
         run.fail("bind", "binding " + e.address.str() + " to vfio-pci", e.what());

@@ -8,6 +8,7 @@
 // Adding a host change to the launch is adding one step function and one line in
 // launch_steps(), in the place where it must happen.
 #include <filesystem>
+#include <map>
 #include <span>
 #include <string>
 #include <string_view>
@@ -54,7 +55,7 @@ struct LaunchRun {
     preflight::CheckResult checked;
     std::vector<util::PciAddress> devices;           // what the check's plan binds
     std::vector<util::PciAddress> not_restored;      // filled by the restore undo
-    std::vector<std::string> original_drivers;       // per device, for the bind messages
+    std::map<util::PciAddress, std::string> original_driver;  // for the bind messages
     qemu::HostFacts facts;
     util::ChildProcess swtpm;
     util::ChildProcess qemu;

@@ -251,7 +251,7 @@ private:
 
     // Waits `timeout`, or not at all once the stop is forced (a second Ctrl-C, --force).
     awaitable<void> wait_stop_timer(std::chrono::seconds timeout) {
-        if (force_ && timeout > std::chrono::seconds(5)) timeout = std::chrono::seconds(0);
+        if (force_ && timeout > kStopStageWait) timeout = std::chrono::seconds(0);
         stop_timer_.expires_after(timeout);
         boost::system::error_code ec;
         co_await stop_timer_.async_wait(asio::redirect_error(use_awaitable, ec));

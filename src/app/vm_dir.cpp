@@ -52,11 +52,11 @@ std::string_view liveness_name(Liveness l) {
 }
 
 VmDir::VmDir(const Context& ctx, std::string name)
-    : name_(std::move(name)), layout_(ctx.vm_layout(name_)), path_(layout_.runtime_dir) {}
+    : name_(std::move(name)), layout_(ctx.vm_layout(name_)) {}
 
 bool VmDir::exists() const {
     std::error_code ec;
-    return fs::is_directory(path_, ec);
+    return fs::is_directory(path(), ec);
 }
 
 std::optional<VmState> VmDir::read_state() const {
@@ -92,7 +92,7 @@ Liveness VmDir::liveness(const VmState& s) const {
 }
 
 void VmDir::create(const VmState& provisional) const {
-    ensure_private_dir(path_.parent_path());
+    ensure_private_dir(path().parent_path());
     if (exists()) {
         std::optional<VmState> state;
         try {
@@ -109,10 +109,10 @@ void VmDir::create(const VmState& provisional) const {
         remove();
     }
     // mkdir is the exclusion between two launches of one name: only one of them creates it.
-    if (::mkdir(path_.c_str(), 0700) != 0)
+    if (::mkdir(path().c_str(), 0700) != 0)
         throw std::system_error(errno, std::generic_category(),
                                 errno == EEXIST ? "another kvmgpu is starting \"" + name_ + "\" right now"
-                                                : "cannot create the runtime directory \"" + path_.string() + "\"");
+                                                : "cannot create the runtime directory \"" + path().string() + "\"");
     // At once, so that a VM that is starting is never taken for a left-over directory.
     write_state(provisional);
 }
@@ -137,7 +137,7 @@ void ensure_private_dir(const fs::path& dir) {
 
 void VmDir::remove() const {
     std::error_code ec;
-    fs::remove_all(path_, ec);
+    fs::remove_all(path(), ec);
 }
 
 std::string VmDir::log_tail(std::size_t lines) const {

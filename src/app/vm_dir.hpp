@@ -52,7 +52,7 @@ public:
     VmDir(const Context& ctx, std::string name);
 
     const std::string& name() const { return name_; }
-    const std::filesystem::path& path() const { return path_; }
+    const std::filesystem::path& path() const { return layout_.runtime_dir; }
     const util::VmLayout& layout() const { return layout_; }
     std::filesystem::path control_socket() const { return layout_.control_socket(); }
     std::filesystem::path qmp_socket() const { return layout_.qmp_socket(); }
@@ -80,7 +80,6 @@ public:
 private:
     std::string name_;
     util::VmLayout layout_;
-    std::filesystem::path path_;  // layout_.runtime_dir
 };
 
 // Makes `dir` (0700) if it is missing, and refuses one that is not a directory owned by this

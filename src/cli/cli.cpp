@@ -136,6 +136,14 @@ std::optional<std::size_t> command_index(const std::vector<std::string>& args,
     return std::nullopt;
 }
 
+// The words around the command word: the options (global and the command's) and its arguments.
+std::vector<std::string> without(const std::vector<std::string>& args, std::size_t command) {
+    std::vector<std::string> rest;
+    for (std::size_t i = 0; i < args.size(); ++i)
+        if (i != command) rest.push_back(args[i]);
+    return rest;
+}
+
 // Whether --json is among the global options (before a "--" that ends them).
 bool wants_json(const std::vector<std::string>& args) {
     for (const auto& a : args) {
@@ -209,9 +217,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
         return vm.count("help") ? ok : bad_input;
     }
     std::string name = args[*ci];
-    std::vector<std::string> rest;
-    for (std::size_t i = 0; i < args.size(); ++i)
-        if (i != *ci) rest.push_back(args[i]);
+    const auto rest = without(args, *ci);
 
     if (name == "help") {
         po::variables_map vm;
@@ -275,10 +281,7 @@ std::optional<ReadCommandLine> read_command_line(const std::vector<std::string>&
         name = args[*ci];
         const auto* cmd = find_command(name);
         if (!cmd) return std::nullopt;
-        std::vector<std::string> rest;
-        for (std::size_t i = 0; i < args.size(); ++i)
-            if (i != *ci) rest.push_back(args[i]);
-        read_options(*cmd, globals, rest, options);
+        read_options(*cmd, globals, without(args, *ci), options);
         if (options.count("args")) words = options["args"].as<std::vector<std::string>>();
     }
     ReadCommandLine r{name, words, g.runtime_dir, g.state_dir, g.host_root, g.json, options.count("force") > 0,

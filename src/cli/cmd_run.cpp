@@ -15,7 +15,7 @@ namespace kvmgpu::cli {
 
 void run_options(po::options_description& desc) {
     desc.add_options()
-        ("stop-timeout", po::value<unsigned>()->default_value(60)->value_name("S"),
+        ("stop-timeout", po::value<unsigned>()->default_value(kDefaultStopTimeout)->value_name("S"),
          "on Ctrl-C or SIGTERM, wait S seconds for the guest to power off before QEMU quits")
         ("qmp-timeout", po::value<unsigned>()->default_value(30)->value_name("S"),
          "give up when QEMU's QMP socket is not ready after S seconds")

@@ -185,17 +185,20 @@ TEST_CASE("record_change puts each change on disk in order, and drop_change remo
     CHECK_FALSE(drop_change(fx.runtime(), "vm", changes[0]));  // no journal at all
 }
 
-TEST_CASE("a journal in the format from before host changes reads as device changes in order",
-          "[host][journal]") {
-    test::HostFixture fx;
-    fx.write("run/kvmgpu/journal/win11.json", R"({
+// What a kvmgpu from before host changes wrote for a GPU and its audio function bound for "win11".
+constexpr const char* kOldFormatJournal = R"({
   "devices": [
     {"address": "0000:01:00.0", "driver": "nouveau", "driver_override": null},
     {"address": "0000:01:00.1", "driver": "snd_hda_intel", "driver_override": null}
   ],
   "pid": 4242,
   "vm": "win11"
-})");
+})";
+
+TEST_CASE("a journal in the format from before host changes reads as device changes in order",
+          "[host][journal]") {
+    test::HostFixture fx;
+    fx.write("run/kvmgpu/journal/win11.json", kOldFormatJournal);
     const auto journal = read_changes(fx.runtime(), "win11");
     REQUIRE(journal);
     CHECK(journal->vm == "win11");
@@ -214,14 +217,7 @@ TEST_CASE("a journal in the format from before host changes is restored by the b
     test::SimulatedKernel kernel(fx);
     bind_devices(fx.root(), fx.runtime(), "win11", {addr("0000:01:00.0"), addr("0000:01:00.1")}, kernel, fast());
     // What the kvmgpu before host changes wrote for the same bind.
-    fx.write("run/kvmgpu/journal/win11.json", R"({
-  "devices": [
-    {"address": "0000:01:00.0", "driver": "nouveau", "driver_override": null},
-    {"address": "0000:01:00.1", "driver": "snd_hda_intel", "driver_override": null}
-  ],
-  "pid": 4242,
-  "vm": "win11"
-})");
+    fx.write("run/kvmgpu/journal/win11.json", kOldFormatJournal);
 
     test::SimulatedKernel restorer(fx);
     const RestoreReport report = restore_devices(fx.root(), fx.runtime(), "win11", restorer, fast());
