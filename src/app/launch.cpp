@@ -49,9 +49,13 @@ SuperviseOptions supervise_options(const LaunchRun& run) {
 // data matters more than our process: QEMU is left running and holds its devices.
 int supervise_to_the_end(LaunchRun& run) {
     try {
-        const auto verdict = supervise(run.dir, run.qemu, run.state, supervise_options(run), run.report,
-                                       [&run](const ExitVerdict& v) { return give_everything_back(run, v); });
-        return verdict.exit_code() == 0 && run.not_restored.empty() ? 0 : 1;
+        int exit_code = 1;  // the outcome's, once everything was given back
+        supervise(run.dir, run.qemu, run.state, supervise_options(run), run.report, [&](const ExitVerdict& v) {
+            const auto stopped = give_everything_back(run, v);
+            exit_code = stopped.exit_code;
+            return stopped;
+        });
+        return exit_code;
     } catch (const std::exception& e) {
         if (run.qemu.try_wait()) throw;
         run.qemu.release();
