@@ -151,6 +151,36 @@ void HostFixture::add_framebuffer(unsigned index, const std::string& name,
     }
 }
 
+void HostFixture::add_vtconsole(unsigned index, const std::string& name, bool bound) {
+    const fs::path dir = root_ / "sys/class/vtconsole" / ("vtcon" + std::to_string(index));
+    put(dir / "name", name + "\n");
+    put(dir / "bind", bound ? "1\n" : "0\n");
+}
+
+void HostFixture::add_platform_device(const std::string& driver, const std::string& device) {
+    const fs::path dir = root_ / "sys/bus/platform/drivers" / driver;
+    put(dir / "bind", "");
+    put(dir / "unbind", "");
+    const fs::path target = root_ / "sys/devices/platform" / device;
+    fs::create_directories(target);
+    symlink_to(dir / device, target);
+}
+
+void HostFixture::add_module(const std::string& name, unsigned refcnt, const std::vector<std::string>& holders,
+                             const std::vector<std::string>& pci_drivers) {
+    const fs::path dir = root_ / "sys/module" / name;
+    put(dir / "refcnt", std::to_string(refcnt) + "\n");
+    fs::create_directories(dir / "holders");
+    for (const auto& h : holders) symlink_to(dir / "holders" / h, root_ / "sys/module" / h);
+    fs::create_directories(dir / "drivers");
+    for (const auto& d : pci_drivers) symlink_to(dir / "drivers" / ("pci:" + d), root_ / "sys/bus/pci/drivers" / d);
+}
+
+void HostFixture::add_device_node(const std::string& address, const std::string& class_node, const std::string& dev_node) {
+    fs::create_directories(device_dir(address) / class_node);
+    if (!dev_node.empty()) put(root_ / dev_node.substr(1), "");
+}
+
 void HostFixture::write(const fs::path& rel, const std::string& content) { put(root_ / rel, content); }
 
 void HostFixture::remove(const fs::path& rel) { fs::remove_all(root_ / rel); }
@@ -288,6 +318,29 @@ int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
     auto device_exists = [&](const std::string& a) {
         return fs::exists(fx_.root() / "sys/bus/pci/devices" / a);
     };
+    if (parts.size() == 5 && parts[0] == "sys" && parts[1] == "class" && parts[2] == "vtconsole" && parts[4] == "bind") {
+        if (!fs::exists(fx_.root() / rel)) return ENOENT;
+        if (value != "0" && value != "1") return EINVAL;
+        fx_.write(rel, value + "\n");
+        return 0;
+    }
+    if (parts.size() == 6 && parts[0] == "sys" && parts[1] == "bus" && parts[2] == "platform" && parts[3] == "drivers") {
+        const fs::path driver = fx_.root() / "sys/bus/platform/drivers" / parts[4];
+        if (!fs::is_directory(driver)) return ENOENT;
+        const bool bound = fs::is_symlink(driver / value);
+        if (parts[5] == "unbind") {
+            if (!bound) return ENODEV;
+            fs::remove(driver / value);
+            return 0;
+        }
+        if (parts[5] == "bind") {
+            if (bound) return EBUSY;
+            if (!fs::exists(fx_.root() / "sys/devices/platform" / value)) return ENODEV;
+            symlink_to(driver / value, fx_.root() / "sys/devices/platform" / value);
+            return 0;
+        }
+        return EACCES;
+    }
     // sys/bus/pci/...
     if (parts.size() < 3 || parts[0] != "sys" || parts[1] != "bus" || parts[2] != "pci") return EACCES;
 

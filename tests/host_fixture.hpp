@@ -75,6 +75,16 @@ public:
     void set_cpus(const std::string& online, const std::map<unsigned, std::string>& siblings);
     void add_framebuffer(unsigned index, const std::string& name,
                          const std::optional<std::string>& pci_address);
+    // sys/class/vtconsole/vtconN with its name ("(M) frame buffer device") and bind.
+    void add_vtconsole(unsigned index, const std::string& name, bool bound);
+    // A platform device bound to a platform driver: sys/bus/platform/drivers/DRIVER/DEVICE
+    // (with bind and unbind), as efi-framebuffer.0 is.
+    void add_platform_device(const std::string& driver, const std::string& device);
+    // sys/module/NAME with refcnt, holders/HOLDER and drivers/pci:DRIVER → the PCI driver.
+    void add_module(const std::string& name, unsigned refcnt, const std::vector<std::string>& holders = {},
+                    const std::vector<std::string>& pci_drivers = {});
+    // A device's class nodes: ADDR/drm/card0, ADDR/graphics/fb0, … and the /dev node for each.
+    void add_device_node(const std::string& address, const std::string& class_node, const std::string& dev_node);
     void write(const std::filesystem::path& rel, const std::string& content);
     void remove(const std::filesystem::path& rel);
 
@@ -111,6 +121,9 @@ std::string snapshot_diff(const std::map<std::string, std::string>& before,
 //   DEV/driver/unbind, drivers/D/unbind: ENODEV unless the written device is bound to D.
 //   drivers/D/bind: ENODEV for an unknown device or one D does not match (a set override
 //     names another driver, or D is not its native driver); EBUSY when it has a driver.
+//   sys/class/vtconsole/vtconN/bind: takes "0" or "1" (EINVAL otherwise).
+//   sys/bus/platform/drivers/D/unbind, bind: removes / adds D/DEVICE (ENODEV when it is not
+//     bound there / is bound already).
 //   drivers_probe: ENODEV for an unknown device; a bound device stays; otherwise binds the
 //     override's driver if set, else the native driver, if that driver is loaded and does not
 //     refuse the device (refuse_probe), else leaves it unbound and still succeeds, as Linux.

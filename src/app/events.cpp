@@ -45,6 +45,8 @@ json outcome_json(const StoppedEvent& e) {
     json j = {{"devices_restored", e.devices_restored}, {"reason", e.reason}, {"exit_code", e.exit_code}};
     if (!e.detail.empty()) j["detail"] = e.detail;
     if (!e.devices_not_restored.empty()) j["devices_not_restored"] = e.devices_not_restored;
+    if (!e.devices_not_working.empty()) j["devices_not_working"] = e.devices_not_working;
+    if (!e.changes_not_restored.empty()) j["changes_not_restored"] = e.changes_not_restored;
     if (!e.hint.empty()) j["hint"] = e.hint;
     if (e.poststop_failed) j["poststop_failed"] = true;
     return j;

@@ -64,6 +64,8 @@ struct StoppedEvent {
     std::string detail;
     std::vector<std::string> devices_restored;
     std::vector<std::string> devices_not_restored;
+    std::vector<std::string> devices_not_working;   // given back, but not in working order
+    std::vector<std::string> changes_not_restored;  // other host changes (a service, a module, a console)
     std::string hint;  // what to do about devices not restored
     bool poststop_failed = false;
     int exit_code = 0;

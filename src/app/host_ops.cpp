@@ -16,8 +16,14 @@ host::HostModel scan(const Context& ctx, bool names, bool pci) {
     return host::scan_host(ctx.host_root, {.names = names, .pci = pci});
 }
 
+host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names) {
+    auto model = scan(ctx, names, !profile.pci.empty());
+    if (profile.release.any()) model.release = host::scan_release(ctx.host_root, profile.release.modules);
+    return model;
+}
+
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
-    const auto model = scan(ctx, names);
+    const auto model = scan_for(profile, ctx, names);
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
     return preflight::check(profile, model, options);
@@ -53,7 +59,8 @@ host::BindResult bind_by_hand(const Context& ctx, const std::string& name,
     }
 }
 
-RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer) {
+RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer,
+                         host::CommandRunner* runner) {
     RestoreResult out;
     out.name = name;
     VmDir dir(ctx, name);
@@ -72,10 +79,29 @@ RestoreResult restore_vm(const Context& ctx, const std::string& name, host::Sysf
     host::RealSysfsWriter real_writer;
     // Services and modules a launch stopped come back through systemctl / modprobe; their output
     // goes with the journal's other news, to stderr.
-    host::ExecRunner runner;
-    out.report = host::restore_changes(ctx.host_root, host_dir, name, writer ? *writer : real_writer, &runner);
+    host::ExecRunner exec_runner;
+    // A device another running VM holds now (it took the device after this VM's launcher died)
+    // stays where it is: giving it back would pull it out of that guest.
+    const auto locks = host::read_locks(host_dir, lock_liveness(ctx));
+    const host::DeviceGuard in_use = [&](const util::PciAddress& address) -> std::optional<std::string> {
+        for (const auto& lock : locks)
+            if (lock.address == address && lock.alive && lock.owner.vm != name)
+                return "the VM \"" + lock.owner.vm + "\" (pid " + std::to_string(lock.owner.pid) +
+                       ") holds it now; stop that VM first (kvmgpu stop " + lock.owner.vm + ")";
+        return std::nullopt;
+    };
+    out.report = host::restore_changes(ctx.host_root, host_dir, name, writer ? *writer : real_writer,
+                                       runner ? runner : &exec_runner, {}, in_use);
     for (const auto& o : out.report.devices)
         if (o.ok) host::release_locks(host_dir, name, {o.address});
+    // A launcher killed before it bound a device still left that device's lock: stale, but in the way
+    // of `ps` and of the next reader. Once everything is back, nothing of this VM's is held.
+    if (out.report.ok()) {
+        std::vector<util::PciAddress> stale;
+        for (const auto& lock : host::read_locks(host_dir, lock_liveness(ctx)))
+            if (lock.owner.vm == name && !lock.alive) stale.push_back(lock.address);
+        host::release_locks(host_dir, name, stale);
+    }
     if (out.report.ok()) dir.remove();  // a left-over runtime directory goes with it
     return out;
 }

@@ -25,6 +25,10 @@ struct HostInputError : util::BadInput {
 // without `pci` no PCI device or IOMMU group is read.
 host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 
+// What the check of `profile` needs to know: scan(), and when the profile asks kvmgpu to free
+// its card, what freeing it would touch.
+host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true);
+
 // check() for a profile, with the reservations of the VMs that run now.
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
 
@@ -39,13 +43,16 @@ struct RestoreResult {
     std::string refused;  // non-empty: not restored, and why (the VM still runs)
     std::vector<std::string> warnings;
     host::RestoreReport report;
-    bool ok() const { return refused.empty() && report.ok(); }
+    // Every change undone and every device given back in working order.
+    bool ok() const { return refused.empty() && report.working(); }
 };
 
 // `kvmgpu restore NAME`: gives the devices in NAME's journal back, unless its QEMU still runs;
 // releases the locks of what came back; removes a left-over runtime directory once all did.
 // `writer`: where sysfs writes go; null for the real kernel (tests pass a simulated one).
-RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer = nullptr);
+// `runner`: what runs systemctl and modprobe; null for the real programs (tests pass a fake).
+RestoreResult restore_vm(const Context& ctx, const std::string& name, host::SysfsWriter* writer = nullptr,
+                         host::CommandRunner* runner = nullptr);
 
 // Every name that has a journal, for `kvmgpu restore --all`.
 std::vector<std::string> journal_names(const Context& ctx);

@@ -23,15 +23,20 @@ StoppedEvent give_everything_back(LaunchRun& run, const ExitVerdict& verdict) {
         const bool failed = std::count(run.not_restored.begin(), run.not_restored.end(), d) > 0;
         (failed ? stopped.devices_not_restored : stopped.devices_restored).push_back(d.str());
     }
-    if (!stopped.devices_not_restored.empty())
-        stopped.hint = "some devices could not be given back (see above); fix the cause and run `kvmgpu restore " +
+    for (const auto& d : run.not_working) stopped.devices_not_working.push_back(d.str());
+    stopped.changes_not_restored = run.changes_not_restored;
+    if (!stopped.devices_not_restored.empty() || !stopped.changes_not_restored.empty())
+        stopped.hint = "some devices or host settings could not be given back (see above); fix the cause and run `kvmgpu restore " +
                        run.profile.name + "`";
+    else if (!stopped.devices_not_working.empty())
+        stopped.hint = "some devices came back but do not work (see the verify lines above for what is missing and the fix)";
     try {
         run_hook(run, "poststop", run.profile.hooks.poststop, run.facts.layout.poststop_log());
     } catch (const StepFailed&) {
         stopped.poststop_failed = true;
     }
-    stopped.exit_code = verdict.ok() && run.not_restored.empty() ? 0 : 1;
+    const bool all_back = run.not_restored.empty() && run.changes_not_restored.empty() && run.not_working.empty();
+    stopped.exit_code = verdict.ok() && all_back ? 0 : 1;
     return stopped;
 }
 
@@ -99,7 +104,10 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     // (the journal covers a launcher killed with -9). The supervisor takes the signals over.
     util::Interrupt interrupt;
     host::RealSysfsWriter real_writer({.timeout = options.sysfs_timeout, .interrupt = &interrupt});
+    // Before the run: its undos use it.
+    host::ExecRunner exec_runner(ctx.vm_layout(p.name).release_log());
     LaunchRun run(p, ctx, options, report, interrupt, options.writer ? *options.writer : real_writer);
+    run.runner = options.runner ? options.runner : &exec_runner;
     try {
         for (const auto& step : launch_steps()) {
             if (options.before_step) options.before_step(step.name);

@@ -7,6 +7,7 @@
 #include <string_view>
 
 #include "app/context.hpp"
+#include "host/host_change.hpp"
 #include "host/lock.hpp"
 #include "host/sysfs.hpp"
 #include "app/supervisor.hpp"
@@ -23,6 +24,9 @@ struct LaunchOptions {
     // How long one sysfs write to the real kernel may take before the launch gives up on it
     // (an unbind of a device in use can block in the kernel until the device is released).
     std::chrono::milliseconds sysfs_timeout{10000};
+    // Runs `systemctl` and `modprobe` for [release]: null for the real programs (their output
+    // appended to STATE/NAME/release.log); tests pass a recording fake.
+    host::CommandRunner* runner = nullptr;
     // Called with each step's name just before it runs (tests stop the launch there).
     std::function<void(std::string_view step)> before_step;
 };

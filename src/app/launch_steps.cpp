@@ -12,6 +12,7 @@
 #include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
 #include "host/binder.hpp"
+#include "host/device_health.hpp"
 #include "host/lock.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
@@ -55,7 +56,7 @@ void end_child(util::ChildProcess& child) {
 void check_step(LaunchRun& run) {
     const auto& p = run.profile;
     // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
-    const auto model = scan(run.ctx, false, !p.pci.empty());
+    const auto model = scan_for(p, run.ctx, false);
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(run.ctx), lock_liveness(run.ctx));
     run.checked = preflight::check(p, model, options);
@@ -73,6 +74,7 @@ void check_step(LaunchRun& run) {
     for (const auto& a : run.devices) {
         const auto* d = model.find(a);
         run.original_driver[a] = !d ? "?" : d->driver.empty() ? "no driver" : d->driver;
+        if (d && !d->driver.empty()) run.before[a] = {d->driver, host::device_nodes(run.ctx.host_root, a)};
     }
     run.facts = facts_from_check(p, run.ctx, run.checked);
     run.step("check", "checking the host");
@@ -123,15 +125,11 @@ void reserve_step(LaunchRun& run) {
 void bind_step(LaunchRun& run) {
     if (run.devices.empty()) return;
     const auto host_dir = host_state_dir(run.ctx);
-    run.revert.add([&run, host_dir] {
-        const auto restored = host::restore_devices(run.ctx.host_root, host_dir, run.profile.name, run.writer);
-        for (const auto& o : restored.devices) {
-            run.report(StepEvent{"restore", "restoring " + o.address.str(), o.ok, o.message, ""});
-            if (!o.ok) run.not_restored.push_back(o.address);
-        }
-    });
+    register_journal_undo(run);
     try {
-        const auto bound = host::bind_devices(run.ctx.host_root, host_dir, run.profile.name, run.devices, run.writer);
+        host::BindOptions options;
+        options.before = run.before;
+        const auto bound = host::bind_devices(run.ctx.host_root, host_dir, run.profile.name, run.devices, run.writer, options);
         for (const auto& a : bound.bound) run.step("bind", "binding " + a.str() + " " + run.original_driver[a] + " → vfio-pci");
         for (const auto& a : bound.already_vfio) run.step("bind", "binding " + a.str() + " (already on vfio-pci)");
     } catch (const host::BindError& e) {
@@ -213,7 +211,8 @@ void spawn_step(LaunchRun& run) {
 
 constexpr std::array kSteps{
     LaunchStep{"check", check_step},       LaunchStep{"runtime-dir", runtime_dir_step},
-    LaunchStep{"reserve", reserve_step},   LaunchStep{"bind", bind_step},
+    LaunchStep{"reserve", reserve_step},   LaunchStep{"release", release_step},
+    LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
     LaunchStep{"tpm", tpm_step},           LaunchStep{"spawn", spawn_step},
 };
@@ -237,6 +236,30 @@ void LaunchRun::check_interrupt(std::string_view next_step) {
 }
 
 std::span<const LaunchStep> launch_steps() { return kSteps; }
+
+void register_journal_undo(LaunchRun& run) {
+    if (run.journal_undo_registered) return;
+    run.journal_undo_registered = true;
+    run.revert.add([&run] {
+        const auto restored =
+            host::restore_changes(run.ctx.host_root, host_state_dir(run.ctx), run.profile.name, run.writer, run.runner);
+        for (const auto& o : restored.changes) {
+            const bool device = o.kind == host::DeviceToVfio::kind;
+            run.report(StepEvent{"restore", "restoring " + (device ? o.address.str() : o.what), o.ok, o.ok ? o.message : "",
+                                 o.ok ? "" : o.message});
+            if (!o.ok) {
+                if (device) run.not_restored.push_back(o.address);
+                else run.changes_not_restored.push_back(o.what);
+            }
+        }
+        for (const auto& o : restored.devices) {
+            if (!o.working) continue;
+            run.report(StepEvent{"verify", "checking " + o.address.str(), *o.working, *o.working ? o.health : "",
+                                 *o.working ? "" : o.health});
+            if (!*o.working) run.not_working.push_back(o.address);
+        }
+    });
+}
 
 void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv, const fs::path& log) {
     if (argv.empty()) return;

@@ -18,6 +18,7 @@
 #include "app/events.hpp"
 #include "app/launch.hpp"
 #include "app/vm_dir.hpp"
+#include "host/binder.hpp"
 #include "host/host_model.hpp"
 #include "host/sysfs.hpp"
 #include "preflight/check.hpp"
@@ -49,13 +50,18 @@ struct LaunchRun {
     const Report& report;
     util::Interrupt& interrupt;
     host::SysfsWriter& writer;
+    host::CommandRunner* runner = nullptr;  // systemctl, modprobe
 
     VmDir dir;
     VmState state;
     preflight::CheckResult checked;
     std::vector<util::PciAddress> devices;           // what the check's plan binds
-    std::vector<util::PciAddress> not_restored;      // filled by the restore undo
+    std::vector<util::PciAddress> not_restored;      // filled by the journal's undo
+    std::vector<util::PciAddress> not_working;       // given back, but not in working order
+    std::vector<std::string> changes_not_restored;   // other host changes whose undo failed
+    bool journal_undo_registered = false;
     std::map<util::PciAddress, std::string> original_driver;  // for the bind messages
+    std::map<util::PciAddress, host::DeviceBefore> before;    // as the check found them, for the journal
     qemu::HostFacts facts;
     util::ChildProcess swtpm;
     util::ChildProcess qemu;
@@ -74,9 +80,18 @@ struct LaunchStep {
     void (*run)(LaunchRun&);
 };
 
-// The steps before supervision, in order: check, runtime-dir, reserve, bind, prestart,
+// The steps before supervision, in order: check, runtime-dir, reserve, release, bind, prestart,
 // firmware, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
+
+// Registers, once, the undo of everything the VM's journal holds: the journal is replayed, last
+// change first (restore_changes), each change reported as a "restore" step and each device given
+// back checked. Call it before the first change that is journaled.
+void register_journal_undo(LaunchRun& run);
+
+// Frees the card as the check planned ([release]): each change journaled, then made. In
+// release_step.cpp.
+void release_step(LaunchRun& run);
 
 // Runs a hook (argv, no shell) to completion, its output appended to `log`. During the launch
 // (prestart) a pending stop signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the

@@ -6,12 +6,14 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "app/launch.hpp"
 #include "app/host_ops.hpp"
 #include "app/launch_steps.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
+#include "host_doubles.hpp"
 #include "host_fixture.hpp"
 #include "temp_dir.hpp"
 #include "app/vm_dir.hpp"
@@ -42,6 +44,7 @@ struct Launch {
     std::vector<json> events;
     app::Context ctx;
     std::function<void(std::string_view)> before_step;
+    host::CommandRunner* runner = nullptr;
     Launch() {
         test::add_gpu_with_audio(fx);
         fx.add_driver("nouveau");
@@ -55,6 +58,7 @@ struct Launch {
         options.writer = &kernel;
         options.connect_timeout = std::chrono::seconds(20);
         options.before_step = before_step;
+        options.runner = runner;
         try {
             return app::launch(p, ctx, options, [this](const app::Event& e) { events.push_back(json(e)); });
         } catch (const app::StepFailed& e) {
@@ -302,6 +306,166 @@ TEST_CASE("a launcher killed with -9 after any step that changed the host leaves
             CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
             CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
             CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+        }
+    }
+}
+
+namespace {
+
+// A single-GPU host: the GPU at 01:00.0 is the boot VGA on nouveau with fbcon and efifb on it,
+// systemd runs the display manager, and the profile lets kvmgpu free the card. `modprobe` and
+// `systemctl` are a fake that does to the fixture what the real ones do to a host.
+struct SingleGpu : Launch {
+    std::vector<std::string> log;  // the writes and runs of the fake programs
+    test::FakeRunner fake{log};
+    std::set<std::string> active{"display-manager.service"};
+    SingleGpu() {
+        fx.write(fx.device_dir("0000:01:00.0").lexically_relative(fx.root()) / "boot_vga", "1\n");
+        fx.add_device_node("0000:01:00.0", "drm/card0", "/dev/dri/card0");
+        fx.add_vtconsole(0, "(S) dummy device", false);
+        fx.add_vtconsole(1, "(M) frame buffer device", true);
+        fx.add_platform_device("efi-framebuffer", "efi-framebuffer.0");
+        fx.add_module("nouveau", 1, {}, {"nouveau"});
+        fs::create_directories(fx.path("run/systemd/system"));
+        fake.on_run = [this](const std::vector<std::string>& argv) { act(argv); };
+        runner = &fake;
+    }
+    void act(const std::vector<std::string>& argv) {
+        const auto& unit = argv.back();
+        if (argv[0] == "systemctl" && argv[1] == "is-active") fake.status[unit] = active.count(unit) ? 0 : 3;
+        if (argv[0] == "systemctl" && argv[1] == "stop") active.erase(unit);
+        if (argv[0] == "systemctl" && argv[1] == "start") active.insert(unit);
+        if (argv == std::vector<std::string>{"modprobe", "-r", "nouveau"}) {
+            fx.unlink_driver("0000:01:00.0");
+            fx.remove_driver("nouveau");
+            fs::remove_all(fx.path("sys/module/nouveau"));
+        }
+        if (argv == std::vector<std::string>{"modprobe", "nouveau"}) {
+            fx.add_driver("nouveau");
+            fx.add_module("nouveau", 1, {}, {"nouveau"});
+            kernel.write(fx.path("sys/bus/pci/drivers_probe"), "0000:01:00.0");
+        }
+    }
+    profile::Profile profile() {
+        return passthrough_profile(fx.root(), "[release]\ndisplay_manager = true\nconsole = true\nmodules = [\"nouveau\"]\n");
+    }
+    std::vector<std::string> messages(const std::string& step) const {
+        std::vector<std::string> out;
+        for (const auto& e : events)
+            if (e.value("step", "") == step) out.push_back(e.value("message", "") + (e.value("ok", true) ? "" : " FAILED"));
+        return out;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("a card the host uses is freed before the bind and everything comes back in reverse and verified",
+          "[app][qemu][release]") {
+    SingleGpu l;
+    const auto profile = l.profile();
+    const auto before = l.fx.snapshot();
+    // The real QEMU starts but fails on this host (no such device); the launch then gives back.
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.messages("release") == std::vector<std::string>{
+                                       "stopping the display manager (\"display-manager.service\")",
+                                       "unbinding the framebuffer console (vtcon1)",
+                                       "releasing the firmware framebuffer \"efi-framebuffer.0\"",
+                                       "unloading the module \"nouveau\"",
+                                   });
+    CHECK(l.messages("restore") == std::vector<std::string>{
+                                       "restoring 0000:01:00.1", "restoring 0000:01:00.0", "restoring nouveau",
+                                       "restoring efi-framebuffer.0", "restoring /sys/class/vtconsole/vtcon1/bind",
+                                       "restoring display-manager.service",
+                                   });
+    CHECK(l.messages("verify") == std::vector<std::string>{"checking 0000:01:00.1", "checking 0000:01:00.0"});
+    CHECK(l.fake.calls == std::vector<std::vector<std::string>>{
+                              {"systemctl", "is-active", "--quiet", "display-manager.service"},
+                              {"systemctl", "stop", "display-manager.service"},
+                              {"modprobe", "-r", "nouveau"},
+                              {"modprobe", "nouveau"},
+                              {"systemctl", "start", "display-manager.service"},
+                          });
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.fx.driver_of("0000:01:00.0") == "nouveau");
+    CHECK(l.active.count("display-manager.service"));
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+}
+
+TEST_CASE("what is not running or loaded is neither stopped nor unloaded nor started after", "[app][qemu][release]") {
+    SingleGpu l;
+    l.active.clear();
+    fs::remove_all(l.fx.path("sys/module/nouveau"));  // built into the kernel: nothing to unload
+    const auto profile = l.profile();
+    l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(l.fake.calls == std::vector<std::vector<std::string>>{
+                              {"systemctl", "is-active", "--quiet", "display-manager.service"},
+                          });
+    CHECK(l.messages("release").size() == 3);  // the display manager, the console, the framebuffer
+}
+
+TEST_CASE("a release that fails undoes what was released before it and binds nothing", "[app][release]") {
+    SingleGpu l;
+    l.fake.status["nouveau"] = 1;  // modprobe -r nouveau fails: something uses it
+    l.fake.on_run = [&](const std::vector<std::string>& argv) {
+        if (argv[1] != "-r") l.act(argv);
+    };
+    const auto profile = l.profile();
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.messages("release").back() == "unloading the module \"nouveau\" FAILED");
+    CHECK_FALSE(l.saw("bind", true));
+    CHECK(l.fake.calls.back() == std::vector<std::string>{"systemctl", "start", "display-manager.service"});
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+}
+
+TEST_CASE("a launcher killed with -9 in the middle of freeing the card leaves what restore gives back",
+          "[app][release]") {
+    // After the console was unbound, before the bind; and after the module went, before the bind.
+    for (const std::string at : {"unbinding the framebuffer console (vtcon1)", "bind"}) {
+        DYNAMIC_SECTION("kill -9 after " << at) {
+            SingleGpu l;
+            const auto profile = l.profile();
+            const auto before = l.fx.snapshot();
+            const pid_t launcher = ::fork();
+            if (launcher == 0) {
+                l.before_step = [&](std::string_view step) {
+                    if (step == at) ::raise(SIGKILL);
+                };
+                // The release step reports each change once made: a kill right after one.
+                const auto report_then_die = [&](const app::Event& e) {
+                    if (const auto* s = std::get_if<app::StepEvent>(&e); s && s->message == at) ::raise(SIGKILL);
+                };
+                app::LaunchOptions options;
+                options.writer = &l.kernel;
+                options.runner = &l.fake;
+                options.before_step = l.before_step;
+                try {
+                    app::launch(profile, l.ctx, options, report_then_die);
+                } catch (...) {
+                }
+                ::_exit(3);  // not reached
+            }
+            int status = 0;
+            REQUIRE(::waitpid(launcher, &status, 0) == launcher);
+            REQUIRE(WIFSIGNALED(status));
+            // The fake programs ran in the child: the parent's view of the units is the journal's.
+            l.active.clear();
+            CHECK(host::read_attr(l.fx.path("sys/class/vtconsole/vtcon1/bind")) == "0");
+            const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel, &l.fake);
+            INFO(json(restored.report).dump(1));
+            CHECK(restored.ok());
+            INFO(test::snapshot_diff(before, l.fx.snapshot()));
+            CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+            CHECK(l.active.count("display-manager.service"));
+            CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+            CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
         }
     }
 }

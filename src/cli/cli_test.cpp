@@ -98,7 +98,7 @@ TEST_CASE("run --dry-run --json gives the argv as an array", "[cli]") {
 
 TEST_CASE("every example profile dry-runs with --json, absent devices being warnings", "[cli]") {
     TempDir host;  // an empty host root: no PCI devices at all
-    for (const char* name : {"demo", "windows-gaming-nvidia", "linux-workstation-novnc"}) {
+    for (const char* name : {"demo", "windows-gaming-nvidia", "linux-workstation-novnc", "windows-single-gpu"}) {
         INFO(name);
         const auto file = (source_dir / "profiles" / (std::string(name) + ".toml")).string();
         const auto r = invoke({"run", "--dry-run", "--json", file, "--host-root", host.path().string()});

@@ -147,6 +147,8 @@ int restore_command(Invocation& inv) {
         } else {
             for (const auto& o : r.report.changes)
                 inv.err << "restoring " << o.what << " … " << (o.ok ? "ok" : "failed") << ": " << o.message << "\n";
+            for (const auto& o : r.report.devices)
+                if (o.working) inv.err << "checking " << o.what << " … " << (*o.working ? "ok" : "failed") << ": " << o.health << "\n";
             if (r.report.changes.empty()) inv.err << "\"" << name << "\" has no devices to restore\n";
             reports[name] = r.report;
         }

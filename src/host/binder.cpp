@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <variant>
 
+#include "host/device_health.hpp"
 #include "host/journal.hpp"
 #include "util/text.hpp"
 
@@ -36,6 +37,10 @@ std::string_view step_name(BindStep step) {
 
 bool RestoreReport::ok() const {
     return std::all_of(changes.begin(), changes.end(), [](const auto& c) { return c.ok; });
+}
+
+bool RestoreReport::working() const {
+    return ok() && std::all_of(changes.begin(), changes.end(), [](const auto& c) { return c.working.value_or(true); });
 }
 
 namespace {
@@ -119,8 +124,10 @@ std::string driver_text(const std::optional<std::string>& driver) {
 }
 
 // Restores one device to its journal entry; returns a sentence saying what was done.
+// `module_comes_back`: the journal will load a module after this restore (an earlier
+// module-unloaded entry), which may be what brings the device's driver back.
 std::string restore_one(const fs::path& root, const DeviceToVfio& entry, SysfsWriter& writer,
-                        const BindOptions& options) {
+                        const BindOptions& options, bool module_comes_back = false) {
     const PciAddress& address = entry.address;
     const std::string addr = address.str();
     const fs::path dir = device_dir(root, address);
@@ -145,6 +152,13 @@ std::string restore_one(const fs::path& root, const DeviceToVfio& entry, SysfsWr
         changed = true;
         state = read_state(root, address);
     }
+    const bool driver_loaded = entry.driver && fs::exists(under(root, "sys/bus/pci/drivers") / *entry.driver);
+    if (entry.driver && !state.driver && !driver_loaded && module_comes_back)
+        // Its module was unloaded to free the card ([release] modules) and comes back later in the
+        // restore: loading it probes the device, which is free for it now. The check after the
+        // replay (device_health) says whether it did.
+        return "PCI device " + util::quoted(addr) + " is free for " + driver_text(entry.driver) +
+               ", which is not loaded now; the device goes back to it when its module is loaded.";
     if (entry.driver && !state.driver) {
         const fs::path bind = under(root, "sys/bus/pci/drivers") / *entry.driver / "bind";
         if (const int error = writer.write(bind, addr); error != 0) {
@@ -219,7 +233,7 @@ std::string device_restore_failed(const DeviceToVfio& entry, const StepFailed& f
 // the whole sentence for the report.
 std::string undo_change(const HostChange& change, const fs::path& root, const fs::path& journal_file,
                         const std::string& vm, SysfsWriter& writer, CommandRunner* runner,
-                        const BindOptions& options) {
+                        const BindOptions& options, bool module_comes_back) {
     const UndoContext context{root, writer, runner};
     const std::string kept = "; its journal entry was kept, so `kvmgpu restore " + vm + "` can retry.";
     return std::visit(
@@ -227,7 +241,7 @@ std::string undo_change(const HostChange& change, const fs::path& root, const fs
             using T = std::decay_t<decltype(c)>;
             if constexpr (std::is_same_v<T, DeviceToVfio>) {
                 try {
-                    return restore_one(root, c, writer, options);
+                    return restore_one(root, c, writer, options, module_comes_back);
                 } catch (const StepFailed& failure) {
                     throw UndoError(device_restore_failed(c, failure, vm));
                 }
@@ -288,7 +302,11 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
                                      "), so vfio-pci cannot take it; turn the IOMMU on"};
 
             // Undo before mutate: the entry is on disk before the first sysfs write.
-            const DeviceToVfio entry{address, state.driver, state.driver_override};
+            DeviceToVfio entry{address, state.driver, state.driver_override, device_nodes(root, address)};
+            if (const auto it = options.before.find(address); it != options.before.end() && !state.driver) {
+                entry.driver = it->second.driver;
+                entry.nodes = it->second.nodes;
+            }
             try {
                 record_change(runtime_dir, vm, pid, entry);
             } catch (const std::exception& e) {
@@ -358,8 +376,9 @@ BindResult bind_devices(const fs::path& root, const fs::path& runtime_dir, const
 
 RestoreReport restore_changes(const fs::path& root, const fs::path& runtime_dir,
                               const std::string& vm, SysfsWriter& writer, CommandRunner* runner,
-                              const BindOptions& options) {
+                              const BindOptions& options, const DeviceGuard& guard) {
     RestoreReport report;
+    std::vector<std::pair<std::size_t, DeviceToVfio>> given_back;  // index in report.changes
     auto loaded = read_changes(runtime_dir, vm);
     if (!loaded) return report;
     ChangeJournal journal = std::move(*loaded);
@@ -371,9 +390,15 @@ RestoreReport restore_changes(const fs::path& root, const fs::path& runtime_dir,
         RestoreOutcome outcome;
         outcome.kind = std::string(kind_name(change));
         outcome.what = subject(change);
-        if (const auto* device = std::get_if<DeviceToVfio>(&change)) outcome.address = device->address;
+        const auto* device = std::get_if<DeviceToVfio>(&change);
+        if (device) outcome.address = device->address;
+        const auto refused = device && guard ? guard(device->address) : std::nullopt;
         try {
-            outcome.message = undo_change(change, root, file, vm, writer, runner, options);
+            if (refused) throw UndoError("PCI device " + util::quoted(device->address.str()) + " was not touched: " +
+                                         *refused + "; its journal entry was kept");
+            const bool module_comes_back = std::any_of(journal.changes.begin(), journal.changes.begin() + static_cast<std::ptrdiff_t>(i),
+                                                       [](const HostChange& c) { return std::holds_alternative<ModuleUnloaded>(c); });
+            outcome.message = undo_change(change, root, file, vm, writer, runner, options, module_comes_back);
             outcome.ok = true;
         } catch (const UndoError& e) {
             outcome.message = e.what();
@@ -392,9 +417,17 @@ RestoreReport restore_changes(const fs::path& root, const fs::path& runtime_dir,
                 outcome.message = what + " was restored but the journal could not be updated: " + e.what();
             }
         }
-        if (std::holds_alternative<DeviceToVfio>(change)) report.devices.push_back(outcome);
+        if (device && outcome.ok) given_back.emplace_back(report.changes.size(), *device);
         report.changes.push_back(std::move(outcome));
     }
+    // Only now: a device whose module or console came back after it is whole only at the end.
+    for (const auto& [index, entry] : given_back) {
+        const auto health = check_device_back(root, entry, options.verify_wait);
+        report.changes[index].working = health.working;
+        report.changes[index].health = health.message;
+    }
+    for (const auto& outcome : report.changes)
+        if (outcome.kind == DeviceToVfio::kind) report.devices.push_back(outcome);
     return report;
 }
 
@@ -414,10 +447,14 @@ void to_json(nlohmann::json& j, const BindResult& result) {
 void to_json(nlohmann::json& j, const RestoreOutcome& outcome) {
     j = {{"kind", outcome.kind}, {"what", outcome.what}, {"ok", outcome.ok}, {"message", outcome.message}};
     if (outcome.kind == DeviceToVfio::kind) j["address"] = outcome.address.str();
+    if (outcome.working) {
+        j["working"] = *outcome.working;
+        j["health"] = outcome.health;
+    }
 }
 
 void to_json(nlohmann::json& j, const RestoreReport& report) {
-    j = {{"ok", report.ok()}, {"changes", report.changes}, {"devices", report.devices}};
+    j = {{"ok", report.ok()}, {"working", report.working()}, {"changes", report.changes}, {"devices", report.devices}};
 }
 
 }  // namespace kvmgpu::host

@@ -29,6 +29,9 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
+#include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -55,12 +58,24 @@ enum class BindStep {
 };
 std::string_view step_name(BindStep step);
 
+// A device as it was before the launch began to free it: [release] may unload its driver (and
+// so its nodes) before the bind, and its journal entry must still name what to give it back to.
+struct DeviceBefore {
+    std::optional<std::string> driver;
+    std::vector<std::string> nodes;  // device_nodes()
+};
+
 struct BindOptions {
     // Deadline for each poll (driver link, dev/vfio node). The kernel usually finishes within
     // the write; the deadline covers asynchronous probing and udev creating the node.
     std::chrono::milliseconds timeout{5000};
     std::chrono::milliseconds poll_interval{10};
     pid_t pid = 0;  // recorded in the journal; 0: getpid()
+    // Devices found with no driver are journaled with the driver and nodes recorded here, if any.
+    std::map<util::PciAddress, DeviceBefore> before;
+    // After a restore, how long a device may take to be back on its driver with its nodes
+    // (device_health.hpp) before it counts as not working.
+    std::chrono::milliseconds verify_wait{3000};
 };
 
 // One device failed at one step. `error` is the errno of the failing write (ETIMEDOUT for a
@@ -98,13 +113,21 @@ struct RestoreOutcome {
     std::string message;  // a sentence: what was done, or what failed and how to fix it
     std::string kind = std::string(DeviceToVfio::kind);  // kind_name() of the change
     std::string what;     // subject() of the change: the address, the path, the unit, the module
+    // Devices restored: whether they are back in working order once every change was undone
+    // (device_health.hpp), and the sentence saying so or what is missing. Unset otherwise.
+    std::optional<bool> working;
+    std::string health;
 };
 
 struct RestoreReport {
     std::vector<RestoreOutcome> changes;  // every change, in restore order (last made first)
     std::vector<RestoreOutcome> devices;  // the device-to-vfio ones among them, in the same order
     bool ok() const;                      // every change was undone
+    bool working() const;                 // and every device restored is back in working order
 };
+
+// Why a device must not be given back now (a VM that runs holds it), or nullopt to go ahead.
+using DeviceGuard = std::function<std::optional<std::string>(const util::PciAddress&)>;
 
 // Undoes every change in the VM's journal from the journal alone (the launcher may be long
 // dead), last made first, each by its kind's undo: devices as described above, the other kinds
@@ -113,11 +136,13 @@ struct RestoreReport {
 // one stays, so the restore can be retried, and is reported; the replay goes on with the changes
 // made before it. An entry of a kind this kvmgpu does not know always fails and stays. No
 // journal: an empty, successful report. A journal that cannot be read or parsed throws
-// std::runtime_error naming the file.
+// std::runtime_error naming the file. A device `guard` refuses is not touched: its entry stays
+// and its outcome fails with the guard's reason. Once the replay is done, every device given
+// back is checked (check_device_back) and its outcome says whether it works.
 RestoreReport restore_changes(const std::filesystem::path& root,
                               const std::filesystem::path& runtime_dir, const std::string& vm,
                               SysfsWriter& writer, CommandRunner* runner,
-                              const BindOptions& options = {});
+                              const BindOptions& options = {}, const DeviceGuard& guard = {});
 
 // restore_changes() under its name from when journals held devices only.
 RestoreReport restore_devices(const std::filesystem::path& root,

@@ -66,8 +66,8 @@ TEST_CASE("binding writes override, unbind and drivers_probe, and journals first
     REQUIRE(journal);
     CHECK(journal->pid == ::getpid());
     CHECK(journal->devices == std::vector<JournalEntry>{
-                                  {addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
-                                  {addr("0000:01:00.1"), std::string("snd_hda_intel"), std::nullopt}});
+                                  {addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
+                                  {addr("0000:01:00.1"), std::string("snd_hda_intel"), std::nullopt, {}}});
 }
 
 TEST_CASE("restoring puts every device back and leaves the tree as it was before binding", "[host]") {

@@ -90,6 +90,7 @@ std::string subject(const HostChange& change) {
                           [](const SysfsValueChanged& c) { return c.path.string(); },
                           [](const ServiceStopped& c) { return c.unit; },
                           [](const ModuleUnloaded& c) { return c.name; },
+                          [](const DriverUnbound& c) { return c.device; },
                           [](const UnknownChange& c) { return c.kind; },
                       },
                       change);
@@ -103,6 +104,9 @@ std::string describe(const HostChange& change) {
                           [&](const SysfsValueChanged&) { return "the value of " + what; },
                           [&](const ServiceStopped&) { return "the service " + what; },
                           [&](const ModuleUnloaded&) { return "the module " + what; },
+                          [&](const DriverUnbound& c) {
+                              return "the device " + what + " of " + util::quoted(c.driver.string());
+                          },
                           [&](const UnknownChange&) { return "a change of kind " + what; },
                       },
                       change);
@@ -183,6 +187,24 @@ std::string undo(const ModuleUnloaded& change, const UndoContext& context) {
     const std::string command =
         run_undo(context, {"modprobe", change.name}, "load " + util::quoted(change.name));
     return "The module " + util::quoted(change.name) + " was loaded again (" + command + ").";
+}
+
+std::string undo(const DriverUnbound& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.driver)) throw UndoError(*bad);
+    if (change.device.empty() || change.device.find('/') != std::string::npos || change.device == "." ||
+        change.device == "..")
+        throw UndoError("the device name " + util::quoted(change.device) + " is not a name in a driver's directory");
+    const fs::path driver = under(context.root, change.driver);
+    const std::string shown = util::quoted(change.device);
+    std::error_code ec;
+    if (fs::exists(driver / change.device, ec)) return "The device " + shown + " was already bound.";
+    if (!fs::exists(driver, ec))
+        throw UndoError("cannot bind " + shown + " again: " + util::quoted(driver.string()) +
+                        " is gone (its driver was unloaded); load it again, or reboot to get the console back");
+    if (const int error = context.writer.write(driver / "bind", change.device); error != 0)
+        throw UndoError("binding " + shown + " again through " + util::quoted((driver / "bind").string()) +
+                        " failed: " + errno_text(error));
+    return "The device " + shown + " is bound to " + util::quoted(change.driver.filename().string()) + " again.";
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -267,6 +289,7 @@ void to_json(nlohmann::json& j, const DeviceToVfio& c) {
     j = with_kind<DeviceToVfio>({{"address", c.address.str()},
                                  {"driver", optional_json(c.driver)},
                                  {"driver_override", optional_json(c.driver_override)}});
+    if (!c.nodes.empty()) j["nodes"] = c.nodes;
 }
 
 void from_json(const nlohmann::json& j, DeviceToVfio& c) {
@@ -276,6 +299,15 @@ void from_json(const nlohmann::json& j, DeviceToVfio& c) {
     c.address = *address;
     c.driver = optional_string(j, "driver");
     c.driver_override = optional_string(j, "driver_override");
+    c.nodes.clear();
+    if (const auto nodes = j.find("nodes"); nodes != j.end()) {
+        for (const auto& n : nodes->get<std::vector<std::string>>()) {
+            // A node name is "class/name": nothing that could climb out of the device's directory.
+            if (n.find("..") != std::string::npos || n.empty() || n.front() == '/')
+                throw std::runtime_error("bad device node " + util::quoted(n));
+            c.nodes.push_back(n);
+        }
+    }
 }
 
 void to_json(nlohmann::json& j, const FileOwnerChanged& c) {
@@ -314,6 +346,20 @@ void to_json(nlohmann::json& j, const ModuleUnloaded& c) {
 
 void from_json(const nlohmann::json& j, ModuleUnloaded& c) {
     c.name = name_field(j, ModuleUnloaded::kind, "name", "module");
+}
+
+void to_json(nlohmann::json& j, const DriverUnbound& c) {
+    j = with_kind<DriverUnbound>({{"driver", c.driver.string()}, {"device", c.device}});
+}
+
+void from_json(const nlohmann::json& j, DriverUnbound& c) {
+    constexpr auto kind = DriverUnbound::kind;
+    fs::path driver = j.at("driver").get<std::string>();
+    if (auto bad = bad_path(driver)) bad_field(kind, "driver", *bad);
+    c.driver = std::move(driver);
+    c.device = name_field(j, kind, "device", "device");
+    if (c.device.find('/') != std::string::npos || c.device == "." || c.device == "..")
+        bad_field(kind, "device", util::quoted(c.device) + " is not a name in a driver's directory");
 }
 
 void to_json(nlohmann::json& j, const UnknownChange& c) { j = c.entry; }

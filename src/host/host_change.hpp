@@ -11,7 +11,9 @@
 //   sysfs-value-changed  a sysfs/procfs attribute (nr_hugepages, smp_affinity_list, a cpuset
 //                        file): its old value written back through the SysfsWriter;
 //   service-stopped      `systemctl start UNIT`, through a CommandRunner;
-//   module-unloaded      `modprobe NAME`, through a CommandRunner.
+//   module-unloaded      `modprobe NAME`, through a CommandRunner;
+//   driver-unbound       a device that is not a passed one (a firmware framebuffer) unbound from
+//                        its driver: bound to it again through DRIVER/bind.
 // A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
 // UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
 //
@@ -41,6 +43,10 @@ struct DeviceToVfio {
     util::PciAddress address;
     std::optional<std::string> driver;           // the original driver; nullopt: none
     std::optional<std::string> driver_override;  // the original override; nullopt: "(null)"
+    // The class nodes the host used it through before ("drm/card0", "graphics/fb0",
+    // "sound/card0": device_health.hpp), to check they are back afterwards. Journals written
+    // before kvmgpu recorded them have none.
+    std::vector<std::string> nodes;
     bool operator==(const DeviceToVfio&) const = default;
 };
 
@@ -78,6 +84,16 @@ struct ModuleUnloaded {
     bool operator==(const ModuleUnloaded&) const = default;
 };
 
+// A device kvmgpu unbound from its driver to free a card, though it is not one of the passed
+// devices: a firmware framebuffer ("efi-framebuffer.0" of
+// "/sys/bus/platform/drivers/efi-framebuffer") whose memory lies in the card's BAR.
+struct DriverUnbound {
+    static constexpr std::string_view kind = "driver-unbound";
+    std::filesystem::path driver;  // the driver's sysfs directory, as on the host
+    std::string device;            // the device's name in that directory
+    bool operator==(const DriverUnbound&) const = default;
+};
+
 // An entry whose "kind" this kvmgpu does not know, kept exactly as it was read.
 struct UnknownChange {
     std::string kind;  // like the static `kind` of the kinds above, so `change.kind` reads alike
@@ -86,7 +102,7 @@ struct UnknownChange {
 };
 
 using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
-                                ModuleUnloaded, UnknownChange>;
+                                ModuleUnloaded, DriverUnbound, UnknownChange>;
 
 // The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
 // "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
@@ -153,6 +169,8 @@ std::string undo(const SysfsValueChanged& change, const UndoContext& context);
 std::string undo(const ServiceStopped& change, const UndoContext& context);
 // `modprobe NAME`
 std::string undo(const ModuleUnloaded& change, const UndoContext& context);
+// DEVICE written to DRIVER/bind, unless DRIVER/DEVICE shows it bound already.
+std::string undo(const DriverUnbound& change, const UndoContext& context);
 
 // The JSON of one entry: its fields and "kind". A DeviceToVfio reads with or without "kind"
 // (journals from before host changes have none). from_json(HostChange) dispatches on "kind";
@@ -167,6 +185,8 @@ void to_json(nlohmann::json& j, const ServiceStopped& change);
 void from_json(const nlohmann::json& j, ServiceStopped& change);
 void to_json(nlohmann::json& j, const ModuleUnloaded& change);
 void from_json(const nlohmann::json& j, ModuleUnloaded& change);
+void to_json(nlohmann::json& j, const DriverUnbound& change);
+void from_json(const nlohmann::json& j, DriverUnbound& change);
 void to_json(nlohmann::json& j, const UnknownChange& change);
 void to_json(nlohmann::json& j, const HostChange& change);
 void from_json(const nlohmann::json& j, HostChange& change);

@@ -12,6 +12,7 @@
 
 #include "host/binder.hpp"
 #include "host/journal.hpp"
+#include "host_doubles.hpp"
 #include "host_fixture.hpp"
 #include "temp_dir.hpp"
 #include "util/text.hpp"
@@ -19,7 +20,9 @@
 namespace fs = std::filesystem;
 using namespace kvmgpu;
 using namespace kvmgpu::host;
+using kvmgpu::test::FakeRunner;
 using kvmgpu::test::HostFixture;
+using kvmgpu::test::HostWriter;
 
 namespace {
 
@@ -31,57 +34,6 @@ BindOptions fast() {
     o.poll_interval = std::chrono::milliseconds(1);
     return o;
 }
-
-// The SysfsWriter of a whole fixture host: PCI attributes go to the simulated kernel; any other
-// attribute (hugepages, IRQ affinity, cpusets) is a file the kernel shows with a newline, written
-// in place. Every write is logged as an event, in one log with the runner's.
-class HostWriter final : public SysfsWriter {
-public:
-    HostWriter(HostFixture& fx, std::vector<std::string>& events) : kernel(fx), fx_(fx), events_(events) {}
-
-    int write(const fs::path& file, std::string_view data) override {
-        const fs::path rel = file.lexically_relative(fx_.root());
-        std::string shown;
-        for (char c : data) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
-        events_.push_back("write " + rel.string() + " <- " + shown);
-        if (rel.string().starts_with("sys/bus/pci/")) return kernel.write(file, data);
-        if (const auto it = fail.find(rel.string()); it != fail.end()) return it->second;
-        const int fd = ::open(file.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-        if (fd < 0) return errno;
-        std::string value(data);
-        if (!value.empty() && value.back() == '\n') value.pop_back();
-        value += '\n';
-        const bool ok = ::write(fd, value.data(), value.size()) == static_cast<ssize_t>(value.size());
-        ::close(fd);
-        return ok ? 0 : EIO;
-    }
-
-    test::SimulatedKernel kernel;
-    std::map<std::string, int> fail;  // path under the root → the errno its writes fail with
-
-private:
-    HostFixture& fx_;
-    std::vector<std::string>& events_;
-};
-
-// Records every argv and answers with the exit status set for its last word (0 by default).
-class FakeRunner final : public CommandRunner {
-public:
-    explicit FakeRunner(std::vector<std::string>& events) : events_(events) {}
-
-    int run(const std::vector<std::string>& argv) override {
-        calls.push_back(argv);
-        events_.push_back("run " + util::shell_join(argv));
-        const auto it = status.find(argv.back());
-        return it == status.end() ? 0 : it->second;
-    }
-
-    std::vector<std::vector<std::string>> calls;
-    std::map<std::string, int> status;
-
-private:
-    std::vector<std::string>& events_;
-};
 
 // A fixture host with one writer and one runner sharing a log, and the journal of VM "vm".
 struct Host {
@@ -173,6 +125,16 @@ TEST_CASE("each kind of host change is undone from the journal and dropped from 
          [](Host& h) { CHECK(h.runner.calls == std::vector<std::vector<std::string>>{{"modprobe", "nouveau"}}); },
          {"run modprobe nouveau"},
          "The module \"nouveau\" was loaded again (`modprobe nouveau`)."},
+        {"driver-unbound",
+         [](Host& h) {
+             h.fx.add_platform_device("efi-framebuffer", "efi-framebuffer.0");
+             h.record(DriverUnbound{"/sys/bus/platform/drivers/efi-framebuffer", "efi-framebuffer.0"});
+             REQUIRE(h.writer.write(h.fx.path("sys/bus/platform/drivers/efi-framebuffer/unbind"), "efi-framebuffer.0") == 0);
+             REQUIRE_FALSE(fs::exists(h.fx.path("sys/bus/platform/drivers/efi-framebuffer/efi-framebuffer.0")));
+         },
+         [](Host& h) { CHECK(fs::is_symlink(h.fx.path("sys/bus/platform/drivers/efi-framebuffer/efi-framebuffer.0"))); },
+         {"write sys/bus/platform/drivers/efi-framebuffer/bind <- efi-framebuffer.0"},
+         "The device \"efi-framebuffer.0\" is bound to \"efi-framebuffer\" again."},
     };
     for (const Row& row : rows) {
         DYNAMIC_SECTION(row.kind) {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "host/release.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::host {
@@ -114,6 +115,7 @@ struct HostModel {
     std::vector<unsigned> online_cpus;
     std::map<unsigned, std::vector<unsigned>> thread_siblings;  // cpu → its siblings, itself included
     std::vector<Framebuffer> framebuffers;
+    ReleaseFacts release;  // empty unless scan_release() filled it
 
     bool iommu_present() const { return !iommu_units.empty(); }
     const PciDeviceInfo* find(const util::PciAddress& address) const;

@@ -45,8 +45,8 @@ std::vector<HostChange> one_of_each() {
         ModuleUnloaded{"nouveau"},
         ServiceStopped{"display-manager.service"},
         SysfsValueChanged{"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "0"},
-        DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
-        DeviceToVfio{addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel")},
+        DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
+        DeviceToVfio{addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel"), {}},
         FileOwnerChanged{"/dev/vfio/1", 0, 0, 0600},
         UnknownChange{"irq-moved", {{"kind", "irq-moved"}, {"irq", 24}, {"cpus", "0-7"}}},
     };
@@ -56,8 +56,8 @@ std::vector<HostChange> one_of_each() {
 TEST_CASE("a journal written to disk reads back the same and leaves no temporary file", "[host]") {
     test::HostFixture fx;
     Journal j{"win11", 4242,
-              {{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
-               {addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel")}}};
+              {{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
+               {addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel"), {}}}};
     write_journal(fx.runtime(), j);
     CHECK(fs::exists(fx.runtime() / "journal/win11.json"));
     CHECK_FALSE(fs::exists(fx.runtime() / "journal/.win11.json.tmp"));
@@ -106,9 +106,9 @@ TEST_CASE("every kind of host change is written to JSON with its kind and reads 
         const char* json;
     };
     const Row rows[] = {
-        {DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
+        {DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
          R"({"kind": "device-to-vfio", "address": "0000:01:00.0", "driver": "nouveau", "driver_override": null})"},
-        {DeviceToVfio{addr("0000:05:00.0"), std::nullopt, std::string("pci-stub")},
+        {DeviceToVfio{addr("0000:05:00.0"), std::nullopt, std::string("pci-stub"), {}},
          R"({"kind": "device-to-vfio", "address": "0000:05:00.0", "driver": null, "driver_override": "pci-stub"})"},
         {FileOwnerChanged{"/dev/vfio/1", 0, 0, 0600},
          R"({"kind": "file-owner-changed", "path": "/dev/vfio/1", "uid": 0, "gid": 0, "mode": "0600"})"},
@@ -121,6 +121,11 @@ TEST_CASE("every kind of host change is written to JSON with its kind and reads 
         {ServiceStopped{"display-manager.service"},
          R"({"kind": "service-stopped", "unit": "display-manager.service"})"},
         {ModuleUnloaded{"nouveau"}, R"({"kind": "module-unloaded", "name": "nouveau"})"},
+        {DeviceToVfio{addr("0000:01:00.0"), std::string("bochs-drm"), std::nullopt, {"drm/card0", "graphics/fb0"}},
+         R"({"kind": "device-to-vfio", "address": "0000:01:00.0", "driver": "bochs-drm", "driver_override": null,
+             "nodes": ["drm/card0", "graphics/fb0"]})"},
+        {DriverUnbound{"/sys/bus/platform/drivers/efi-framebuffer", "efi-framebuffer.0"},
+         R"({"kind": "driver-unbound", "driver": "/sys/bus/platform/drivers/efi-framebuffer", "device": "efi-framebuffer.0"})"},
         {UnknownChange{"irq-moved", {{"kind", "irq-moved"}, {"irq", 24}}},
          R"({"kind": "irq-moved", "irq": 24})"},
     };
@@ -155,8 +160,8 @@ TEST_CASE("a journal of every kind is written as version 2 and reads back in ord
     REQUIRE(devices);
     CHECK(devices->pid == 4242);
     CHECK(devices->devices == std::vector<JournalEntry>{
-                                  {addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
-                                  {addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel")}});
+                                  {addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
+                                  {addr("0000:01:00.1"), std::nullopt, std::string("snd_hda_intel"), {}}});
     CHECK(list_journals(fx.runtime()) == std::vector<std::string>{"win11"});
 }
 
@@ -204,8 +209,8 @@ TEST_CASE("a journal in the format from before host changes reads as device chan
     CHECK(journal->vm == "win11");
     CHECK(journal->pid == 4242);
     CHECK(journal->changes ==
-          std::vector<HostChange>{DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt},
-                                  DeviceToVfio{addr("0000:01:00.1"), std::string("snd_hda_intel"), std::nullopt}});
+          std::vector<HostChange>{DeviceToVfio{addr("0000:01:00.0"), std::string("nouveau"), std::nullopt, {}},
+                                  DeviceToVfio{addr("0000:01:00.1"), std::string("snd_hda_intel"), std::nullopt, {}}});
     CHECK(read_journal(fx.runtime(), "win11")->devices.size() == 2);
     CHECK(list_journals(fx.runtime()) == std::vector<std::string>{"win11"});
 }
@@ -302,6 +307,13 @@ TEST_CASE("a change with a bad field makes the journal damaged, naming the file 
         {R"({"kind": "service-stopped", "unit": "--now"})",
          "a \"service-stopped\" change has a bad \"unit\": the unit name \"--now\" is not a unit name"},
         {R"({"kind": "module-unloaded", "name": ""})", "the module name is empty"},
+        {R"({"kind": "driver-unbound", "driver": "sys/bus/platform/drivers/efifb", "device": "efifb.0"})",
+         "a \"driver-unbound\" change has a bad \"driver\": the path \"sys/bus/platform/drivers/efifb\" is not absolute"},
+        {R"({"kind": "driver-unbound", "driver": "/sys/bus/platform/drivers/efifb", "device": "../../x"})",
+         "a \"driver-unbound\" change has a bad \"device\""},
+        {R"({"kind": "device-to-vfio", "address": "0000:01:00.0", "driver": null, "driver_override": null,
+             "nodes": ["../../../etc"]})",
+         "bad device node \"../../../etc\""},
     };
     for (const Row& row : rows) {
         INFO(row.change);

@@ -110,6 +110,7 @@ public:
             check_iommu();
             check_vfio_driver();
             check_devices();
+            r_.release = plan_release(p_, host_, r_.plan.devices, r_.findings);
             check_groups();
             check_locks();
             check_mmio();
@@ -236,16 +237,16 @@ private:
     }
 
     void check_display(const PciDeviceInfo& d) {
-        const std::string script = "scripts/single-gpu";
+        const std::string release = "[release] console = true (and display_manager = true when a desktop runs on it)";
         for (const Framebuffer& fb : host_.framebuffers) {
-            if (fb.device != d.address) continue;
+            if (fb.device != d.address || p_.release.console) continue;
             add(Severity::warning, "framebuffer",
                 describe(d.address, host_) + " holds the host framebuffer fb" +
                     std::to_string(fb.index) + " (" + util::quoted(fb.driver) + ").",
                 "The host console uses this GPU; unbinding it takes the console away and may "
                 "fail while a display server holds it.",
-                "Pass a GPU the host does not use, or run the VM through " + util::quoted(script) +
-                    ", which stops the display manager and releases the console first.",
+                "Pass a GPU the host does not use, or let kvmgpu release it: " + release +
+                    " in the profile (docs/profile.md).",
                 d.address);
         }
         if (!d.boot_vga) return;
@@ -262,7 +263,7 @@ private:
         add(Severity::warning, "boot-vga", describe(d.address, host_) + " is the boot VGA device.",
             why,
             "Set another GPU as primary in the firmware setup, supply a clean ROM with "
-            "rom = \"...\", or use " + util::quoted(script) + " for a single-GPU host.",
+            "rom = \"...\", or for a single-GPU host let kvmgpu release it: " + release + ".",
             d.address);
     }
 
@@ -527,11 +528,19 @@ void to_json(nlohmann::json& j, const BindPlan& plan) {
 }
 
 void to_json(nlohmann::json& j, const CheckResult& r) {
+    // Each change as the journal will hold it, with what it is for.
+    auto release = nlohmann::json::array();
+    for (const auto& step : r.release) {
+        nlohmann::json entry = step.change;
+        entry["what"] = step.what;
+        release.push_back(std::move(entry));
+    }
     j = {{"ok", r.ok()},
          {"errors", r.count(Severity::error)},
          {"warnings", r.count(Severity::warning)},
          {"findings", r.findings},
          {"bind", r.plan},
+         {"release", release},
          {"mmio64_bytes", r.mmio64_bytes},
          {"mmio64_mb", r.mmio64_mb ? nlohmann::json(*r.mmio64_mb) : nlohmann::json(nullptr)}};
 }

@@ -19,6 +19,7 @@
 
 #include "host/host_model.hpp"
 #include "host/lock.hpp"
+#include "preflight/release_plan.hpp"
 #include "profile/profile.hpp"
 #include "util/layout.hpp"
 #include "util/pci_address.hpp"
@@ -68,6 +69,8 @@ BindPlan plan_binding(const profile::Profile& profile, const host::HostModel& ho
 struct CheckResult {
     std::vector<Finding> findings;
     BindPlan plan;
+    // What the launch changes to free the card before binding it ([release]), in order.
+    std::vector<PlannedRelease> release;
     // Sum of the 64-bit BAR sizes of every device in the plan.
     std::uint64_t mmio64_bytes = 0;
     // Set when OVMF's default window is too small: the value for

@@ -173,7 +173,7 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
              CHECK(f->why.find("the firmware has it disabled") != std::string::npos);
              CHECK(f->fix.find("Enable VT-d (Intel) or AMD-Vi") == 0);
          }},
-        {"the boot VGA GPU warns and points at the single-GPU script",
+        {"the boot VGA GPU warns and points at the release table",
          {"0000:01:00.0", "0000:01:00.1"},
          [](Setup& s) {
              s.fx.write(s.fx.device_dir("0000:01:00.0").lexically_relative(s.fx.root()) / "boot_vga", "1\n");
@@ -186,7 +186,7 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
              REQUIRE(f);
              CHECK(f->address == addr("0000:01:00.0"));
              CHECK(f->why.find("fb0 \"EFI VGA\"") != std::string::npos);
-             CHECK(f->fix.find("\"scripts/single-gpu\"") != std::string::npos);
+             CHECK(f->fix.find("[release] console = true") != std::string::npos);
          }},
         {"a GPU holding the host framebuffer warns and names the framebuffer",
          {"0000:01:00.0", "0000:01:00.1"},

@@ -1,5 +1,6 @@
 // The profile's shape: one reader per TOML table, each listing the table's known keys in the
 // order "known keys: …" messages name them. Generic value reading is in toml_reader.cpp.
+#include <algorithm>
 #include "profile/loader.hpp"
 
 #include <cerrno>
@@ -231,6 +232,14 @@ void read_hooks(TomlReader& r, const toml::table& t, const std::string& path, Ho
                 {{"prestart", r.strings(h.prestart)}, {"poststop", r.strings(h.poststop)}});
 }
 
+void read_release(TomlReader& r, const toml::table& t, const std::string& path, Release& rel) {
+    r.read_keys(t, path, "[release]",
+                {{"display_manager", r.boolean(rel.display_manager)},
+                 {"console", r.boolean(rel.console)},
+                 {"modules", r.strings(rel.modules)},
+                 {"services", r.strings(rel.services)}});
+}
+
 void read_qemu(TomlReader& r, const toml::table& t, const std::string& path, Qemu& q) {
     r.read_keys(t, path, "[qemu]", {{"binary", r.string(q.binary)}, {"extra", r.strings(q.extra)}});
 }
@@ -253,6 +262,7 @@ void read_document(TomlReader& r, const toml::table& doc, Profile& p) {
                  {"audio", r.table(p.audio, read_audio)},
                  {"tpm", r.table(p.tpm, read_tpm)},
                  {"hooks", r.table(p.hooks, read_hooks)},
+                 {"release", r.table(p.release, read_release)},
                  {"qemu", r.table(p.qemu, read_qemu)}});
 }
 
@@ -266,6 +276,15 @@ void resolve_programs(const TomlReader& r, Profile& p) {
     if (!p.hooks.prestart.empty()) resolve_program(p.hooks.prestart.front());
     if (!p.hooks.poststop.empty()) resolve_program(p.hooks.poststop.front());
     if (!p.qemu.binary.empty()) resolve_program(p.qemu.binary);
+}
+
+// Module names as the kernel shows them (in /sys/module, '-' reads as '_') and units with their
+// type ("nvidia-persistenced" is "nvidia-persistenced.service"), so that later steps compare
+// like with like. The validator checks the results.
+void normalize_release(Release& rel) {
+    for (auto& m : rel.modules) std::replace(m.begin(), m.end(), '-', '_');
+    for (auto& s : rel.services)
+        if (!s.empty() && s.find('.') == std::string::npos) s += ".service";
 }
 
 // The document, or nullopt after a diagnostic for the first syntax error.
@@ -293,6 +312,7 @@ LoadResult load_text(std::string_view text, const std::filesystem::path& file) {
     TomlReader reader(p, result.diagnostics, label, std::filesystem::absolute(file).parent_path());
     read_document(reader, *doc, p);
     resolve_programs(reader, p);
+    normalize_release(p.release);
     return result;
 }
 

@@ -127,6 +127,16 @@ struct Hooks {
     std::vector<std::string> poststop;
 };
 
+// What kvmgpu may do to free a card the host is using, before it binds the card and undone after
+// the card is back (docs/profile.md [release]). Everything is off unless the profile asks.
+struct Release {
+    bool display_manager = false;       // stop display-manager.service, start it again after
+    bool console = false;               // unbind the framebuffer console and a firmware framebuffer
+    std::vector<std::string> modules;   // unload ("nvidia_drm"), reload after; '-' read as '_'
+    std::vector<std::string> services;  // stop, start after; "nvidia-persistenced" → ".service"
+    bool any() const { return display_manager || console || !modules.empty() || !services.empty(); }
+};
+
 struct Qemu {
     std::string binary = "qemu-system-x86_64";
     std::vector<std::string> extra;
@@ -154,6 +164,7 @@ struct Profile {
     Audio audio;
     Tpm tpm;
     Hooks hooks;
+    Release release;
     Qemu qemu;
 
     // Key path ("cpu.hv_vendor_id", "pci[1].address", "pci[1]") → where it was written.

@@ -423,6 +423,40 @@ void check_audio_hooks_qemu(const Profile& p, Checker& c) {
     }
 }
 
+// Names only: whether a module is loaded or a unit exists is the host check's question.
+void check_release(const Profile& p, Checker& c) {
+    const auto& rel = p.release;
+    std::set<std::string> seen;
+    for (std::size_t i = 0; i < rel.modules.size(); ++i) {
+        const auto& m = rel.modules[i];
+        const bool ok = !m.empty() && m.size() <= 55 &&
+                        std::all_of(m.begin(), m.end(), [](char ch) { return is_alnum(ch) || ch == '_'; });
+        if (!ok)
+            c.error("release.modules", "[release] modules: " + util::quoted(m) +
+                                           " is not a kernel module name (letters, digits, '_' or '-', at most 55); "
+                                           "write it as `lsmod` shows it, e.g. \"nvidia_drm\"");
+        else if (!seen.insert(m).second)
+            c.error("release.modules", "[release] modules lists " + util::quoted(m) + " twice; remove one");
+    }
+    seen.clear();
+    for (const auto& s : rel.services) {
+        const auto dot = s.rfind('.');
+        const bool ok = s.size() <= 255 && dot != std::string::npos && dot > 0 && s.substr(dot) == ".service" &&
+                        is_alnum(s.front()) &&
+                        std::all_of(s.begin(), s.end(), [](char ch) {
+                            return is_alnum(ch) || ch == '_' || ch == '.' || ch == '-' || ch == '@' || ch == ':' || ch == '\\';
+                        });
+        if (!ok)
+            c.error("release.services", "[release] services: " + util::quoted(s) +
+                                            " is not a systemd service name; write e.g. \"nvidia-persistenced\" or "
+                                            "\"nvidia-persistenced.service\"");
+        else if (!seen.insert(s).second)
+            c.error("release.services", "[release] services lists " + util::quoted(s) + " twice; remove one");
+    }
+    if (rel.any() && p.pci.empty())
+        c.warning("release", "[release] has nothing to free: the profile passes no [[pci]] device");
+}
+
 }  // namespace
 
 void validate(const Profile& p, Diagnostics& out) {
@@ -440,6 +474,7 @@ void validate(const Profile& p, Diagnostics& out) {
     check_display(p, c);
     check_looking_glass(p, c);
     check_audio_hooks_qemu(p, c);
+    check_release(p, c);
     std::stable_sort(out.begin(), out.end(), [](const Diagnostic& a, const Diagnostic& b) {
         return std::tie(a.pos.line, a.pos.column) < std::tie(b.pos.line, b.pos.column);
     });

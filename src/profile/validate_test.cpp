@@ -234,6 +234,16 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
              for (int i = 0; i < 7; ++i) s += "[[disk]]\npath = \"/d" + std::to_string(i) + "\"\nbus = \"sata\"\n";
              return s;
          }(), 4, "disk", "6 ports"},
+        // --- [release] ---
+        {"a module name with a space", base + "[release]\nmodules = [\"nvidia drm\"]\n", 5, "release.modules",
+         "is not a kernel module name"},
+        {"a module listed twice, once with a dash", base + "[release]\nmodules = [\"nvidia_drm\", \"nvidia-drm\"]\n", 5,
+         "release.modules", "lists \"nvidia_drm\" twice"},
+        {"a unit that is not a service", base + "[release]\nservices = [\"gdm.socket\"]\n", 5, "release.services",
+         "is not a systemd service name"},
+        {"an option for a unit", base + "[release]\nservices = [\"--now\"]\n", 5, "release.services",
+         "is not a systemd service name"},
+        {"console not a boolean", base + "[release]\nconsole = \"yes\"\n", 5, "release.console", "must be true or false"},
     };
     // clang-format on
     REQUIRE(cases.size() >= 60);
@@ -260,4 +270,29 @@ TEST_CASE("warnings do not make a profile invalid", "[profile]") {
     CHECK(ds[0].message.find("no effect without Hyper-V") != std::string::npos);
     CHECK(ds[1].key == "display.listen");
     CHECK(ds[1].message.find("no password") != std::string::npos);
+}
+
+TEST_CASE("the release table reads module and service names the way the host shows them", "[profile]") {
+    auto r = load_text(base + "[[pci]]\naddress = \"0000:01:00.0\"\n[release]\ndisplay_manager = true\nconsole = true\n"
+                              "modules = [\"nvidia-drm\", \"nvidia\"]\nservices = [\"nvidia-persistenced\", \"foo@bar.service\"]\n",
+                       "/profiles/vm.toml");
+    validate(r.profile, r.diagnostics);
+    INFO(dump(r.diagnostics));
+    CHECK(r.diagnostics.empty());
+    const auto& rel = r.profile.release;
+    CHECK(rel.display_manager);
+    CHECK(rel.console);
+    CHECK(rel.modules == std::vector<std::string>{"nvidia_drm", "nvidia"});
+    CHECK(rel.services == std::vector<std::string>{"nvidia-persistenced.service", "foo@bar.service"});
+    CHECK(rel.any());
+    CHECK_FALSE(Release{}.any());
+}
+
+TEST_CASE("a release table without a device to free is a warning", "[profile]") {
+    const auto ds = check(base + "[release]\nconsole = true\n");
+    INFO(dump(ds));
+    CHECK_FALSE(has_errors(ds));
+    REQUIRE(ds.size() == 1);
+    CHECK(ds[0].key == "release");
+    CHECK(ds[0].message.find("nothing to free") != std::string::npos);
 }

@@ -46,6 +46,8 @@ struct VmLayout {
     std::filesystem::path ovmf_vars() const { return state_dir / "OVMF_VARS.fd"; }
     std::filesystem::path tpm_state() const { return state_dir / "tpm"; }
     std::filesystem::path poststop_log() const { return state_dir / "poststop.log"; }
+    // What `systemctl` and `modprobe` said while freeing the card and giving it back.
+    std::filesystem::path release_log() const { return state_dir / "release.log"; }
 };
 
 // RUNTIME/.host: the journals and device locks of every VM.

@@ -121,6 +121,15 @@ std::string shell_join(const std::vector<std::string>& argv) {
     return out;
 }
 
+std::string join(const std::vector<std::string>& parts, std::string_view separator) {
+    std::string out;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+        if (i) out += separator;
+        out += parts[i];
+    }
+    return out;
+}
+
 std::string quoted(std::string_view text) {
     std::string out = "\"";
     for (char c : text) {

@@ -33,6 +33,9 @@ std::optional<char> find_control_char(std::string_view text);
 std::string shell_quote(std::string_view word);
 std::string shell_join(const std::vector<std::string>& argv);
 
+// The parts with `separator` between them: join({"a", "b"}, ", ") is "a, b".
+std::string join(const std::vector<std::string>& parts, std::string_view separator);
+
 // `"name"` with the inner quotes and backslashes escaped as in a TOML basic string, and
 // control characters shown as \n, \t or \u00XX: safe to print in an error message.
 std::string quoted(std::string_view text);

@@ -1,0 +1,83 @@
+// The launch step that frees the card ([release]); see launch_steps.hpp.
+#include <unistd.h>
+
+#include "app/launch_steps.hpp"
+#include "host/journal.hpp"
+#include "host/release.hpp"
+#include "host/sysfs.hpp"
+
+namespace kvmgpu::app {
+namespace {
+
+template <typename... Fs>
+struct Overloaded : Fs... {
+    using Fs::operator()...;
+};
+template <typename... Fs>
+Overloaded(Fs...) -> Overloaded<Fs...>;
+
+// Whether the change still has to be made: a service that does not run, a module that is not
+// loaded, a console already unbound are left alone and not journaled, so the end of the VM does
+// not start or load what the user had off.
+bool still_needed(const LaunchRun& run, const preflight::PlannedRelease& planned) {
+    const auto& root = run.ctx.host_root;
+    return std::visit(Overloaded{
+                          [&](const host::ServiceStopped& c) { return host::service_active(c.unit, *run.runner); },
+                          [&](const host::ModuleUnloaded& c) { return host::read_module(root, c.name).loaded; },
+                          [&](const host::SysfsValueChanged& c) {
+                              return host::read_attr(host::under(root, c.path)) == c.old_value;
+                          },
+                          [&](const host::DriverUnbound& c) {
+                              return std::filesystem::exists(host::under(root, c.driver) / c.device);
+                          },
+                          [](const auto&) { return false; },
+                      },
+                      planned.change);
+}
+
+void make_change(LaunchRun& run, const preflight::PlannedRelease& planned) {
+    const auto& root = run.ctx.host_root;
+    std::visit(Overloaded{
+                   [&](const host::ServiceStopped& c) { host::stop_service(c.unit, *run.runner); },
+                   [&](const host::ModuleUnloaded& c) { host::unload_module(c.name, *run.runner); },
+                   [&](const host::SysfsValueChanged& c) { host::write_value(root, c.path, planned.value, run.writer); },
+                   [&](const host::DriverUnbound& c) { host::unbind_driver(root, c, run.writer); },
+                   [](const auto&) {},
+               },
+               planned.change);
+}
+
+}  // namespace
+
+void release_step(LaunchRun& run) {
+    if (run.checked.release.empty()) return;
+    register_journal_undo(run);
+    const auto host_dir = host_state_dir(run.ctx);
+    for (const auto& planned : run.checked.release) {
+        run.check_interrupt("release");
+        bool needed = false;
+        try {
+            needed = still_needed(run, planned);
+        } catch (const std::exception& e) {
+            run.fail("release", planned.what, e.what());
+        }
+        if (!needed) {
+            run.step("release", planned.what, "nothing to do: already so");
+            continue;
+        }
+        // Undo before mutate: the journal holds the change before the host sees it.
+        try {
+            host::record_change(host_dir, run.profile.name, ::getpid(), planned.change);
+        } catch (const std::exception& e) {
+            run.fail("release", planned.what, std::string("cannot record it in the journal: ") + e.what());
+        }
+        try {
+            make_change(run, planned);
+        } catch (const std::exception& e) {
+            run.fail("release", planned.what, e.what());
+        }
+        run.step("release", planned.what);
+    }
+}
+
+}  // namespace kvmgpu::app
