@@ -31,6 +31,8 @@ constexpr std::array commands{
     Command{"events", "NAME", "stream a VM's QMP events", "", nullptr, events_command},
     Command{"bind", "ADDRESS...", "bind PCI devices to vfio-pci (with a restore journal)", "", bind_options, bind_command},
     Command{"restore", "[NAME | --all]", "give devices back to their host drivers", "", restore_options, restore_command},
+    Command{"isolate", "PROFILE | --undo", "hand a dedicated card to vfio-pci from boot on (/etc/modprobe.d)", "",
+            isolate_options, isolate_command},
 };
 
 const Command* find_command(std::string_view name) {

@@ -204,7 +204,7 @@ TEST_CASE("help and version go to stdout and exit 0", "[cli]") {
     const auto help = invoke({"--help"});
     CHECK(help.code == 0);
     for (const char* word : {"run", "check", "list", "ps", "status", "pause", "resume", "stop", "reset",
-                             "qmp", "events", "bind", "restore", "--runtime-dir", "--host-root", "--json"})
+                             "qmp", "events", "bind", "restore", "isolate", "--runtime-dir", "--host-root", "--json"})
         CHECK(help.out.find(word) != std::string::npos);
     const auto run_help = invoke({"help", "run"});
     CHECK(run_help.code == 0);

@@ -60,5 +60,7 @@ int bind_command(Invocation& inv);
 void bind_options(po::options_description& desc);
 int restore_command(Invocation& inv);
 void restore_options(po::options_description& desc);
+int isolate_command(Invocation& inv);
+void isolate_options(po::options_description& desc);
 
 }  // namespace kvmgpu::cli
