@@ -25,6 +25,10 @@ struct HostInputError : util::BadInput {
 // without `pci` no PCI device or IOMMU group is read.
 host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 
+// The host as a launch of `profile` meets it: scan() (PCI devices only when the profile passes
+// some) plus who holds the devices it would bind (HostModel::holders), which check() reports.
+host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true);
+
 // check() for a profile, with the reservations of the VMs that run now.
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
 

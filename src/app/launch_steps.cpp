@@ -55,7 +55,7 @@ void end_child(util::ChildProcess& child) {
 void check_step(LaunchRun& run) {
     const auto& p = run.profile;
     // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
-    const auto model = scan(run.ctx, false, !p.pci.empty());
+    const auto model = scan_for(p, run.ctx, false);
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(run.ctx), lock_liveness(run.ctx));
     run.checked = preflight::check(p, model, options);

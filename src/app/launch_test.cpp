@@ -121,6 +121,40 @@ TEST_CASE("a host that is not ready is refused before anything changes", "[app]"
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
 }
 
+TEST_CASE("a card a program holds is refused at the check and nothing on the host changes", "[app][holders]") {
+    Launch l;
+    // Xorg has the GPU's DRM node open; the audio function is free.
+    fs::create_directories(l.fx.device_dir("0000:01:00.0") / "drm/card0");
+    l.fx.write("proc/1234/comm", "Xorg\n");
+    l.fx.write("proc/1234/cgroup", "0::/system.slice/sddm.service\n");
+    fs::create_directories(l.fx.path("proc/1234/fd"));
+    fs::create_symlink("/dev/dri/card0", l.fx.path("proc/1234/fd/12"));
+    const auto profile = passthrough_profile(l.fx.root());
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("check", false));
+    const auto held = std::find_if(l.events.begin(), l.events.end(),
+                                   [](const json& e) { return e.value("code", "") == "device-held"; });
+    REQUIRE(held != l.events.end());
+    CHECK((*held)["severity"] == "error");
+    const std::string message = (*held)["message"];
+    CHECK(message.find("\"0000:01:00.0\"") != std::string::npos);
+    CHECK(message.find("process 1234 \"Xorg\"") != std::string::npos);
+    CHECK(message.find("\"/dev/dri/card0\"") != std::string::npos);
+    CHECK(message.find("`systemctl stop sddm.service`") != std::string::npos);
+    // No sysfs write at all, no unbind in particular; no journal, lock or runtime directory.
+    CHECK(l.kernel.writes() == 0);
+    CHECK_FALSE(l.saw("bind", true));
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.fx.driver_of("0000:01:00.0") == "nouveau");
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
 TEST_CASE("a bind failing on the second device leaves the first where it was", "[app]") {
     Launch l;
     const auto profile = passthrough_profile(l.fx.root());
