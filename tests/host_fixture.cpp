@@ -310,6 +310,26 @@ int SimulatedKernel::write(const fs::path& file, std::string_view data) {
     return apply(rel, data);
 }
 
+void SimulatedKernel::drop_iomem_line(const std::string& name) {
+    const std::string before = get(fx_.root() / "proc/iomem");
+    std::istringstream in(before);
+    std::string line, kept;
+    while (std::getline(in, line))
+        if (!line.ends_with(" : " + name)) kept += line + "\n";
+    if (kept == before) return;
+    // Kept in run/ (out of snapshots), so that another process's kernel object (a restore after
+    // a launcher was killed) puts it back too.
+    put(fx_.root() / "run" / (".iomem-before-" + name), before);
+    put(fx_.root() / "proc/iomem", kept);
+}
+
+void SimulatedKernel::restore_iomem_line(const std::string& name) {
+    const fs::path saved = fx_.root() / "run" / (".iomem-before-" + name);
+    if (!fs::exists(saved)) return;
+    put(fx_.root() / "proc/iomem", get(saved));
+    fs::remove(saved);
+}
+
 int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
     std::vector<std::string> parts;
     for (const auto& p : rel) parts.push_back(p.string());
@@ -331,12 +351,15 @@ int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
         if (parts[5] == "unbind") {
             if (!bound) return ENODEV;
             fs::remove(driver / value);
+            // The driver's memory request goes with it (efifb's line in /proc/iomem).
+            if (parts[4] == "efi-framebuffer") drop_iomem_line("efifb");
             return 0;
         }
         if (parts[5] == "bind") {
             if (bound) return EBUSY;
             if (!fs::exists(fx_.root() / "sys/devices/platform" / value)) return ENODEV;
             symlink_to(driver / value, fx_.root() / "sys/devices/platform" / value);
+            if (parts[4] == "efi-framebuffer") restore_iomem_line("efifb");
             return 0;
         }
         return EACCES;

@@ -123,7 +123,8 @@ std::string snapshot_diff(const std::map<std::string, std::string>& before,
 //     names another driver, or D is not its native driver); EBUSY when it has a driver.
 //   sys/class/vtconsole/vtconN/bind: takes "0" or "1" (EINVAL otherwise).
 //   sys/bus/platform/drivers/D/unbind, bind: removes / adds D/DEVICE (ENODEV when it is not
-//     bound there / is bound already).
+//     bound there / is bound already); efi-framebuffer's unbind takes efifb's line out of
+//     proc/iomem, and its bind puts the file back as it was.
 //   drivers_probe: ENODEV for an unknown device; a bound device stays; otherwise binds the
 //     override's driver if set, else the native driver, if that driver is loaded and does not
 //     refuse the device (refuse_probe), else leaves it unbound and still succeeds, as Linux.
@@ -147,6 +148,9 @@ public:
 
 private:
     int apply(const std::filesystem::path& rel, std::string_view data);
+    // efifb's request in proc/iomem goes with its unbind and comes back with its bind.
+    void drop_iomem_line(const std::string& name);
+    void restore_iomem_line(const std::string& name);
     bool matches(const std::string& address, const std::string& driver) const;
     int probe(const std::string& address, const std::string& driver);
 

@@ -4,6 +4,7 @@
 
 #include "app/launch.hpp"
 #include "app/vm_dir.hpp"
+#include "host/holders.hpp"
 #include "host/host_change.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
@@ -18,6 +19,10 @@ host::HostModel scan(const Context& ctx, bool names, bool pci) {
 
 host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names) {
     auto model = scan(ctx, names, !profile.pci.empty());
+    std::vector<host::PciDeviceInfo> devices;
+    for (const auto& a : preflight::plan_binding(profile, model).devices)
+        if (const auto* d = model.find(a)) devices.push_back(*d);
+    model.holders = host::find_holders(ctx.host_root, devices);
     if (profile.release.any()) model.release = host::scan_release(ctx.host_root, profile.release.modules);
     return model;
 }
@@ -41,6 +46,21 @@ host::BindResult bind_by_hand(const Context& ctx, const std::string& name,
             throw HostInputError("PCI device " + util::quoted(a.str()) + " is a " +
                                  (d->is_bridge() ? "PCI bridge" : "chipset function") +
                                  ", which vfio-pci does not take; pass the devices behind it");
+    }
+    // An unbind of a device in use can block in the kernel until a reboot: never try one.
+    std::vector<host::PciDeviceInfo> infos;
+    for (const auto& a : devices) infos.push_back(*model.find(a));
+    const auto held = host::find_holders(ctx.host_root, infos);
+    if (!held.holders.empty()) {
+        const auto& h = held.holders.front();
+        std::string others;
+        if (held.holders.size() > 1) others = " (and " + std::to_string(held.holders.size() - 1) + " more holders)";
+        throw util::RuntimeFailure("PCI device " + util::quoted(h.address.str()) + " is in use: " +
+                                       host::describe_holder(h) + others +
+                                       "; kvmgpu does not unbind a device that is held, since the unbind "
+                                       "could wait in the kernel until a reboot. End what holds it and try "
+                                       "again; `kvmgpu list --json` names every holder",
+                                   "device-held");
     }
     const auto host_dir = host_state_dir(ctx);
     ensure_private_dir(ctx.runtime_dir);

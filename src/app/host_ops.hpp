@@ -25,8 +25,9 @@ struct HostInputError : util::BadInput {
 // without `pci` no PCI device or IOMMU group is read.
 host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 
-// What the check of `profile` needs to know: scan(), and when the profile asks kvmgpu to free
-// its card, what freeing it would touch.
+// The host as a launch of `profile` meets it: scan() (PCI devices only when the profile passes
+// some), who holds the devices it would bind (HostModel::holders), and when the profile asks
+// kvmgpu to free its card, what freeing it would touch (HostModel::release).
 host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true);
 
 // check() for a profile, with the reservations of the VMs that run now.

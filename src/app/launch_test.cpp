@@ -125,6 +125,40 @@ TEST_CASE("a host that is not ready is refused before anything changes", "[app]"
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
 }
 
+TEST_CASE("a card a program holds is refused at the check and nothing on the host changes", "[app][holders]") {
+    Launch l;
+    // Xorg has the GPU's DRM node open; the audio function is free.
+    fs::create_directories(l.fx.device_dir("0000:01:00.0") / "drm/card0");
+    l.fx.write("proc/1234/comm", "Xorg\n");
+    l.fx.write("proc/1234/cgroup", "0::/system.slice/sddm.service\n");
+    fs::create_directories(l.fx.path("proc/1234/fd"));
+    fs::create_symlink("/dev/dri/card0", l.fx.path("proc/1234/fd/12"));
+    const auto profile = passthrough_profile(l.fx.root());
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("check", false));
+    const auto held = std::find_if(l.events.begin(), l.events.end(),
+                                   [](const json& e) { return e.value("code", "") == "device-held"; });
+    REQUIRE(held != l.events.end());
+    CHECK((*held)["severity"] == "error");
+    const std::string message = (*held)["message"];
+    CHECK(message.find("\"0000:01:00.0\"") != std::string::npos);
+    CHECK(message.find("process 1234 \"Xorg\"") != std::string::npos);
+    CHECK(message.find("\"/dev/dri/card0\"") != std::string::npos);
+    CHECK(message.find("`systemctl stop sddm.service`") != std::string::npos);
+    // No sysfs write at all, no unbind in particular; no journal, lock or runtime directory.
+    CHECK(l.kernel.writes() == 0);
+    CHECK_FALSE(l.saw("bind", true));
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.fx.driver_of("0000:01:00.0") == "nouveau");
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
 TEST_CASE("a bind failing on the second device leaves the first where it was", "[app]") {
     Launch l;
     const auto profile = passthrough_profile(l.fx.root());
@@ -322,6 +356,9 @@ struct SingleGpu : Launch {
     SingleGpu() {
         fx.write(fx.device_dir("0000:01:00.0").lexically_relative(fx.root()) / "boot_vga", "1\n");
         fx.add_device_node("0000:01:00.0", "drm/card0", "/dev/dri/card0");
+        fx.add_device_node("0000:01:00.0", "graphics/fb0", "/dev/fb0");
+        // The firmware's framebuffer inside the GPU's BAR 1, as /proc/iomem nests it.
+        fx.write("proc/iomem", "e0000000-efffffff : 0000:01:00.0\n  e0000000-e07fffff : efifb\n");
         fx.add_vtconsole(0, "(S) dummy device", false);
         fx.add_vtconsole(1, "(M) frame buffer device", true);
         fx.add_platform_device("efi-framebuffer", "efi-framebuffer.0");
@@ -373,6 +410,7 @@ TEST_CASE("a card the host uses is freed before the bind and everything comes ba
                                        "unbinding the framebuffer console (vtcon1)",
                                        "releasing the firmware framebuffer \"efi-framebuffer.0\"",
                                        "unloading the module \"nouveau\"",
+                                       "checking that nothing holds the devices any more",
                                    });
     CHECK(l.messages("restore") == std::vector<std::string>{
                                        "restoring 0000:01:00.1", "restoring 0000:01:00.0", "restoring nouveau",
@@ -404,7 +442,8 @@ TEST_CASE("what is not running or loaded is neither stopped nor unloaded nor sta
     CHECK(l.fake.calls == std::vector<std::vector<std::string>>{
                               {"systemctl", "is-active", "--quiet", "display-manager.service"},
                           });
-    CHECK(l.messages("release").size() == 3);  // the display manager, the console, the framebuffer
+    // The display manager, the console, the framebuffer (each "already so"), and the last check.
+    CHECK(l.messages("release").size() == 4);
 }
 
 TEST_CASE("a release that fails undoes what was released before it and binds nothing", "[app][release]") {
@@ -468,4 +507,28 @@ TEST_CASE("a launcher killed with -9 in the middle of freeing the card leaves wh
             CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
         }
     }
+}
+
+TEST_CASE("a desktop program that outlives the display manager stops the launch before the bind", "[app][release]") {
+    SingleGpu l;
+    // gnome-shell of a logged-in user, in the session's scope, with the card's DRM node open. The
+    // check lets it pass (the session ends with the display manager); this one does not end.
+    l.fx.write("proc/4242/comm", "gnome-shell\n");
+    l.fx.write("proc/4242/cmdline", std::string("/usr/bin/gnome-shell\0", 21));
+    l.fx.write("proc/4242/cgroup", "0::/user.slice/user-1000.slice/session-2.scope\n");
+    fs::create_directories(l.fx.path("proc/4242/fd"));
+    fs::create_symlink("/dev/dri/card0", l.fx.path("proc/4242/fd/11"));
+    const auto profile = l.profile();
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    const auto failed = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("ok", true) == false; });
+    REQUIRE(failed != l.events.end());
+    CHECK((*failed)["step"] == "release");
+    CHECK((*failed)["error"].get<std::string>().find("still held after the release: process 4242 \"gnome-shell\"") == 0);
+    CHECK_FALSE(l.saw("bind", true));
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.active.count("display-manager.service"));
 }

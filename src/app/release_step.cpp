@@ -2,9 +2,12 @@
 #include <unistd.h>
 
 #include "app/launch_steps.hpp"
+#include "host/holders.hpp"
+#include "host/host_model.hpp"
 #include "host/journal.hpp"
 #include "host/release.hpp"
 #include "host/sysfs.hpp"
+#include "util/text.hpp"
 
 namespace kvmgpu::app {
 namespace {
@@ -47,6 +50,24 @@ void make_change(LaunchRun& run, const preflight::PlannedRelease& planned) {
                planned.change);
 }
 
+// What still holds the devices after the release (a program of the desktop session that
+// outlived the display manager, a module's user): an unbind of a held device can hang in the
+// kernel, so the launch stops here. Consoles and firmware framebuffers were released by writes
+// the kernel accepted.
+std::vector<std::string> still_held(const LaunchRun& run) {
+    const auto model = host::scan_host(run.ctx.host_root, {.names = false});
+    std::vector<host::PciDeviceInfo> devices;
+    for (const auto& a : run.devices)
+        if (const auto* d = model.find(a)) devices.push_back(*d);
+    std::vector<std::string> held;
+    for (const auto& h : host::find_holders(run.ctx.host_root, devices).holders) {
+        using K = host::HolderKind;
+        if (h.kind == K::process || h.kind == K::service_process || h.kind == K::module)
+            held.push_back(host::describe_holder(h));
+    }
+    return held;
+}
+
 }  // namespace
 
 void release_step(LaunchRun& run) {
@@ -78,6 +99,13 @@ void release_step(LaunchRun& run) {
         }
         run.step("release", planned.what);
     }
+    const std::string checking = "checking that nothing holds the devices any more";
+    if (const auto held = still_held(run); !held.empty())
+        run.fail("release", checking,
+                 "still held after the release: " + util::join(held, "; ") +
+                     "; kvmgpu does not unbind a device in use. Everything released is given back; end those "
+                     "programs (or add them to [release]) and run again");
+    run.step("release", checking);
 }
 
 }  // namespace kvmgpu::app

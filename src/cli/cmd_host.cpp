@@ -52,14 +52,27 @@ int list_command(Invocation& inv) {
     if (!inv.args.empty()) throw UsageError("usage: kvmgpu list [--json]");
     const auto model = app::scan(inv.ctx);
     if (inv.json) {
+        // Who holds each device: one pass over /proc for all of them.
+        const auto held = host::find_holders(inv.ctx.host_root, model.devices);
         json groups = json::array();
         for (const auto& g : model.groups) {
             json devices = json::array();
-            for (const auto& a : g.devices)
-                if (const auto* d = model.find(a)) devices.push_back(*d);
+            for (const auto& a : g.devices) {
+                const auto* d = model.find(a);
+                if (!d) continue;
+                json device = *d;
+                device["holders"] = json::array();
+                for (const auto& h : held.holders)
+                    if (h.address == a) device["holders"].push_back(h);
+                devices.push_back(std::move(device));
+            }
             groups.push_back({{"group", g.id}, {"devices", devices}});
         }
-        inv.out << json{{"iommu", model.iommu_present()}, {"groups", groups}}.dump() << "\n";
+        inv.out << json{{"iommu", model.iommu_present()},
+                        {"groups", groups},
+                        {"processes", held.processes},
+                        {"processes_readable", held.readable}}.dump()
+                << "\n";
     }
     if (!model.iommu_present()) return print_error(inv.out, inv.err, inv.json, iommu_help, failure, "iommu-off");
     if (inv.json) return ok;

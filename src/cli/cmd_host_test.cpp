@@ -116,3 +116,75 @@ TEST_CASE("a dry run renders what the host check decides: added functions and th
     CHECK(std::find(argv.begin(), argv.end(), "name=opt/ovmf/X-PciMmio64Mb,string=65536") != argv.end());
     CHECK(std::find(argv.begin(), argv.end(), "vfio-pci,host=0000:03:00.1,id=kvmgpu-hostpci1,bus=kvmgpu-rp0,addr=0x0.1") != argv.end());
 }
+
+namespace {
+
+// Xorg (pid 1234, in sddm.service) has the GPU's DRM node open.
+void hold_gpu(test::HostFixture& fx) {
+    fs::create_directories(fx.device_dir("0000:01:00.0") / "drm/card0");
+    fx.write("proc/1234/comm", "Xorg\n");
+    fx.write("proc/1234/cgroup", "0::/system.slice/sddm.service\n");
+    fs::create_directories(fx.path("proc/1234/fd"));
+    fs::create_symlink("/dev/dri/card0", fx.path("proc/1234/fd/12"));
+}
+
+}  // namespace
+
+TEST_CASE("check names the process that holds a card and how to end it, exit 1", "[cli][host][holders]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    hold_gpu(fx);
+    const auto profile = write_profile(fx, "[[pci]]\naddress = \"0000:01:00.0\"\n");
+    const auto r = kvmgpu_on(fx, {"check", profile.string()});
+    INFO(r.out);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("error: PCI device \"0000:01:00.0\" (") != std::string::npos);
+    CHECK(r.out.find("is in use: process 1234 \"Xorg\" (unit \"sddm.service\") has \"/dev/dri/card0\" open.\n") !=
+          std::string::npos);
+    CHECK(r.out.find("    fix: Stop its service: `systemctl stop sddm.service`, or let kvmgpu release it: see "
+                     "docs/profile.md [release].\n") != std::string::npos);
+    CHECK(r.out.find("not ready: 1 error") != std::string::npos);
+}
+
+TEST_CASE("bind refuses a device a program holds before any write, exit 1", "[cli][host][holders]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    hold_gpu(fx);
+    const auto before = fx.snapshot();
+    const auto r = kvmgpu_on(fx, {"--json", "bind", "0000:01:00.0", "0000:01:00.1"});
+    INFO(r.out);
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("PCI device \"0000:01:00.0\" is in use: process 1234 \"Xorg\" with \"/dev/dri/card0\" open;") !=
+          std::string::npos);
+    CHECK(json::parse(r.out.substr(r.out.rfind('{')))["code"] == "device-held");
+    auto after = fx.snapshot();
+    for (const char* scratch : {"cmd.out", "cmd.err"}) after.erase(scratch);  // kvmgpu_run's own files
+    INFO(test::snapshot_diff(before, after));
+    CHECK(test::snapshot_diff(before, after).empty());
+}
+
+TEST_CASE("list --json gives each device its holders", "[cli][host][holders]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    hold_gpu(fx);
+    const auto r = kvmgpu_on(fx, {"list", "--json"});
+    REQUIRE(r.status == 0);
+    const auto j = json::parse(r.out);
+    CHECK(j["processes"] == 1);
+    CHECK(j["processes_readable"] == 1);
+    for (const auto& d : j["groups"][0]["devices"]) {
+        INFO(d.dump());
+        if (d["address"] == "0000:01:00.0") {
+            REQUIRE(d["holders"].size() == 1);
+            CHECK(d["holders"][0]["kind"] == "process");
+            CHECK(d["holders"][0]["pid"] == 1234);
+            CHECK(d["holders"][0]["command"] == "Xorg");
+            CHECK(d["holders"][0]["node"] == "/dev/dri/card0");
+            CHECK(d["holders"][0]["unit"] == "sddm.service");
+        } else {
+            CHECK(d["holders"].empty());
+        }
+    }
+}

@@ -326,7 +326,8 @@ void to_json(nlohmann::json& j, const HostModel& host) {
          {"hugepages", host.hugepages},
          {"online_cpus", host.online_cpus},
          {"thread_siblings", siblings},
-         {"framebuffers", host.framebuffers}};
+         {"framebuffers", host.framebuffers},
+         {"holders", host.holders}};
 }
 
 }  // namespace kvmgpu::host

@@ -13,6 +13,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "host/release.hpp"
+#include "host/holders.hpp"
 #include "util/pci_address.hpp"
 
 namespace kvmgpu::host {
@@ -116,6 +117,9 @@ struct HostModel {
     std::map<unsigned, std::vector<unsigned>> thread_siblings;  // cpu → its siblings, itself included
     std::vector<Framebuffer> framebuffers;
     ReleaseFacts release;  // empty unless scan_release() filled it
+    // Who holds the devices a launch would bind: not filled by scan_host(), which does not know
+    // them; the caller sets it with find_holders() (scanned = false until then).
+    HolderScan holders;
 
     bool iommu_present() const { return !iommu_units.empty(); }
     const PciDeviceInfo* find(const util::PciAddress& address) const;

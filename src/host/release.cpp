@@ -118,6 +118,14 @@ ReleaseFacts scan_release(const fs::path& root, const std::vector<std::string>& 
     facts.consoles = read_vtconsoles(root);
     facts.firmware_framebuffers = bound_firmware_framebuffers(root);
     for (const auto& m : modules) facts.modules.push_back(read_module(root, m));
+    for (const char* dir : {"/etc/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system"}) {
+        std::error_code ec;
+        const auto target = fs::read_symlink(under(root, fs::path(dir) / "display-manager.service"), ec);
+        if (!ec) {
+            facts.display_manager_unit = target.filename().string();
+            break;
+        }
+    }
     return facts;
 }
 

@@ -63,6 +63,9 @@ struct ReleaseFacts {
     std::vector<VtConsole> consoles;
     std::vector<DriverUnbound> firmware_framebuffers;  // bound now
     std::vector<ModuleState> modules;                  // the ones asked about, in that order
+    // The unit display-manager.service is an alias of ("gdm.service"): processes show it in
+    // their cgroup, never the alias. Empty when the alias is not there.
+    std::string display_manager_unit;
 };
 ReleaseFacts scan_release(const std::filesystem::path& root, const std::vector<std::string>& modules);
 

@@ -112,6 +112,7 @@ public:
             check_devices();
             r_.release = plan_release(p_, host_, r_.plan.devices, r_.findings);
             check_groups();
+            check_holders();
             check_locks();
             check_mmio();
         }
@@ -319,6 +320,131 @@ private:
                     {}, {}, a);
             }
         }
+    }
+
+    // Each holder of a device in the plan is an error: the host's driver cannot let go of a
+    // device in use, and an unbind would wait in the kernel for it, maybe until a reboot. The
+    // launch refuses before it changes anything. A process that has several of a device's
+    // nodes open is one finding.
+    // A holder that the plan releases first ([release]) is said as ok with how; any other is an
+    // error the launch stops at.
+    void held(const Holder& h, std::string what, std::string why, std::string fix, std::optional<PciAddress> address) {
+        if (auto by = released_by(h, p_, host_.release)) {
+            add(Severity::ok, "held-released", std::move(what), *by, {}, address);
+            return;
+        }
+        add(Severity::error, "device-held", std::move(what), std::move(why), std::move(fix), address);
+    }
+
+    void check_holders() {
+        const HolderScan& scan = host_.holders;
+        if (!scan.scanned) return;
+        const std::set<PciAddress> binding(r_.plan.devices.begin(), r_.plan.devices.end());
+        const std::string why =
+            "The host's driver cannot let go of a device while it is in use, and an unbind would "
+            "wait in the kernel until it is free, maybe until a reboot; kvmgpu does not unbind a "
+            "device that is held.";
+        const std::string release = "or let kvmgpu release it: see docs/profile.md [release].";
+        std::size_t held_count = 0;
+        for (std::size_t i = 0; i < scan.holders.size(); ++i) {
+            const Holder& h = scan.holders[i];
+            if (!binding.count(h.address)) continue;
+            ++held_count;
+            const std::string device = describe(h.address, host_) + " is in use: ";
+            switch (h.kind) {
+                case HolderKind::process: {
+                    std::vector<std::string> nodes{h.node};
+                    while (i + 1 < scan.holders.size() && scan.holders[i + 1].kind == h.kind &&
+                           scan.holders[i + 1].address == h.address && scan.holders[i + 1].pid == h.pid)
+                        nodes.push_back(scan.holders[++i].node);
+                    std::string what = device + "process " + std::to_string(h.pid) + " " +
+                                       util::quoted(h.command) + process_unit(h) + " has ";
+                    for (std::size_t n = 0; n < nodes.size(); ++n)
+                        what += (n == 0 ? "" : n + 1 == nodes.size() ? " and " : ", ") + util::quoted(nodes[n]);
+                    held(h, what + " open.", why, stop_process(h) + ", " + release,
+                        h.address);
+                    break;
+                }
+                case HolderKind::service_process:
+                    held(h,
+                        device + util::quoted(h.command) + " (pid " + std::to_string(h.pid) +
+                            (h.unit.empty() ? "" : ", unit " + util::quoted(h.unit)) + ") keeps the " + util::quoted("nvidia") +
+                            " driver holding it" + (h.node.empty() ? "" : ", with " + util::quoted(h.node) + " open") + ".",
+                        why, stop_process(h) + ", " + release, h.address);
+                    break;
+                case HolderKind::console:
+                    held(h,
+                        device + "the framebuffer console " + path_text(h.node) + " (" + util::quoted(h.command) +
+                            ") is bound to its framebuffer " + util::quoted(h.detail) + ".",
+                        why,
+                        "Unbind the console: `echo 0 > " + under(host_.root, h.node + "/bind").string() + "`, " +
+                            release,
+                        h.address);
+                    break;
+                case HolderKind::firmware_framebuffer:
+                    held(h,
+                        device + "the firmware framebuffer " + util::quoted(h.command) + " has its " + h.detail +
+                            " (" + path_text("/proc/iomem") + ").",
+                        "While a firmware framebuffer claims that memory, vfio-pci cannot reserve the BAR "
+                        "for the guest.",
+                        release_firmware_framebuffer(h, release), h.address);
+                    break;
+                case HolderKind::module:
+                    held(h,
+                        device + "the kernel module " + util::quoted(h.command) + " (" + path_text(h.node) +
+                            ") has " + h.detail + ".",
+                        "The " + util::quoted("nvidia") + " driver cannot let go of a GPU while its "
+                        "modules are in use; an unbind would wait until they are free.",
+                        "End the programs that use it (the processes named above; as root, `fuser -v "
+                        "/dev/nvidia* /dev/dri/*` lists them all), then unload it with `modprobe -r " +
+                            h.command + "`, " + release,
+                        h.address);
+                    break;
+            }
+        }
+        if (scan.processes_unknown()) {
+            add(Severity::warning, "holders-unknown",
+                "No process under " + path_text("/proc") + " could be read (" + std::to_string(scan.processes) +
+                    " processes), so kvmgpu cannot tell which programs hold the devices.",
+                "An unbind of a device that a program holds waits in the kernel until it is free.",
+                "Run kvmgpu as root.");
+        } else if (held_count == 0) {
+            std::string what = "No process, console, firmware framebuffer or driver module holds the devices (read " +
+                               std::to_string(scan.readable) + " of " + std::to_string(scan.processes) +
+                               " processes";
+            if (scan.readable < scan.processes) what += "; the others belong to other users, run as root to see them";
+            what += ").";
+            if (scan.iomem_hidden)
+                what += " " + path_text("/proc/iomem") + " hides its addresses from this user, so firmware "
+                        "framebuffers were not looked for.";
+            add(Severity::ok, "not-held", what);
+        }
+    }
+
+    // " (unit "sddm.service")" for a process in a unit; "" otherwise.
+    static std::string process_unit(const Holder& h) {
+        return h.unit.empty() ? std::string() : " (unit " + util::quoted(h.unit) + ")";
+    }
+
+    // A process in a system service is stopped through systemd (which would restart it after a
+    // kill); anything else is ended by its pid.
+    static std::string stop_process(const Holder& h) {
+        if (h.unit.ends_with(".service") && !h.user_unit)
+            return "Stop its service: `systemctl stop " + h.unit + "`";
+        return "End it: `kill " + std::to_string(h.pid) + "`";
+    }
+
+    std::string release_firmware_framebuffer(const Holder& h, const std::string& release) const {
+        const fs::path node(h.node);
+        if (h.node.starts_with("/sys/bus/platform/drivers/"))
+            return "Release it: `echo " + node.filename().string() + " > " +
+                   under(host_.root, node.parent_path() / "unbind").string() + "`, " + release;
+        // No driver to unbind (sysfb's own BOOTFB region): only the kernel command line helps.
+        const std::string param = h.command == "efifb"    ? "video=efifb:off"
+                                  : h.command == "vesafb" ? "video=vesafb:off"
+                                                          : "initcall_blacklist=sysfb_init";
+        return "Boot with " + param + " on the kernel command line (the kernel then sets up no firmware "
+               "framebuffer) and reboot.";
     }
 
     void check_locks() {

@@ -14,6 +14,7 @@ using namespace kvmgpu::preflight;
 using kvmgpu::test::DeviceSpec;
 using kvmgpu::test::HostFixture;
 using util::PciAddress;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -454,4 +455,166 @@ TEST_CASE("a check result renders to JSON with the bind plan and the MMIO window
     CHECK(j["mmio64_mb"].is_null());
     CHECK(j["findings"][0]["severity"] == "ok");
     CHECK(j["findings"][0]["code"] == "kvm");
+}
+
+namespace {
+
+Holder holder(HolderKind kind, const char* address, pid_t pid, std::string command, std::string node,
+              std::string unit = {}, std::string detail = {}) {
+    Holder h;
+    h.kind = kind;
+    h.address = addr(address);
+    h.pid = pid;
+    h.command = std::move(command);
+    h.node = std::move(node);
+    h.unit = std::move(unit);
+    h.detail = std::move(detail);
+    return h;
+}
+
+// The text with the temporary root taken out of its paths, as on a real host.
+std::string unrooted(std::string text, const fs::path& root) {
+    const std::string prefix = root.string();
+    for (auto at = text.find(prefix); at != std::string::npos; at = text.find(prefix, at)) text.erase(at, prefix.size());
+    return text;
+}
+
+}  // namespace
+
+TEST_CASE("each holder of a device to bind is an error naming it and the fix", "[host][holders]") {
+    struct Case {
+        Holder holder;
+        std::string what;
+        std::string fix;
+    };
+    const std::string device = "PCI device \"0000:01:00.0\" (10de:2484, driver \"nouveau\") is in use: ";
+    const std::string release = "or let kvmgpu release it: see docs/profile.md [release].";
+    const Case cases[] = {
+        {holder(HolderKind::process, "0000:01:00.0", 1234, "Xorg", "/dev/dri/card0", "sddm.service"),
+         device + "process 1234 \"Xorg\" (unit \"sddm.service\") has \"/dev/dri/card0\" open.",
+         "Stop its service: `systemctl stop sddm.service`, " + release},
+        {holder(HolderKind::process, "0000:01:00.0", 77, "ollama", "/dev/dri/renderD128", "session-2.scope"),
+         device + "process 77 \"ollama\" (unit \"session-2.scope\") has \"/dev/dri/renderD128\" open.",
+         "End it: `kill 77`, " + release},
+        {holder(HolderKind::console, "0000:01:00.0", 0, "(M) frame buffer device", "/sys/class/vtconsole/vtcon1", {},
+                "/dev/fb0"),
+         device + "the framebuffer console \"/sys/class/vtconsole/vtcon1\" (\"(M) frame buffer device\") is bound "
+                  "to its framebuffer \"/dev/fb0\".",
+         "Unbind the console: `echo 0 > /sys/class/vtconsole/vtcon1/bind`, " + release},
+        {holder(HolderKind::firmware_framebuffer, "0000:01:00.0", 0, "efifb",
+                "/sys/bus/platform/drivers/efi-framebuffer/efi-framebuffer.0", {},
+                "memory 0xe0000000-0xe07fffff in BAR 1 (0xe0000000-0xefffffff)"),
+         device + "the firmware framebuffer \"efifb\" has its memory 0xe0000000-0xe07fffff in BAR 1 "
+                  "(0xe0000000-0xefffffff) (\"/proc/iomem\").",
+         "Release it: `echo efi-framebuffer.0 > /sys/bus/platform/drivers/efi-framebuffer/unbind`, " + release},
+        {holder(HolderKind::firmware_framebuffer, "0000:01:00.0", 0, "BOOTFB", "/proc/iomem", {},
+                "memory 0xf0000000-0xf02fffff in BAR 3 (0xf0000000-0xf1ffffff)"),
+         device + "the firmware framebuffer \"BOOTFB\" has its memory 0xf0000000-0xf02fffff in BAR 3 "
+                  "(0xf0000000-0xf1ffffff) (\"/proc/iomem\").",
+         "Boot with initcall_blacklist=sysfb_init on the kernel command line (the kernel then sets up no "
+         "firmware framebuffer) and reboot."},
+        {holder(HolderKind::module, "0000:01:00.0", 0, "nvidia_drm", "/sys/module/nvidia_drm", {}, "2 users"),
+         device + "the kernel module \"nvidia_drm\" (\"/sys/module/nvidia_drm\") has 2 users.",
+         "End the programs that use it (the processes named above; as root, `fuser -v /dev/nvidia* /dev/dri/*` "
+         "lists them all), then unload it with `modprobe -r nvidia_drm`, " + release},
+        {holder(HolderKind::service_process, "0000:01:00.0", 400, "nvidia-persistenced", "/dev/nvidia0",
+                "nvidia-persistenced.service"),
+         device + "\"nvidia-persistenced\" (pid 400, unit \"nvidia-persistenced.service\") keeps the \"nvidia\" "
+                  "driver holding it, with \"/dev/nvidia0\" open.",
+         "Stop its service: `systemctl stop nvidia-persistenced.service`, " + release},
+    };
+    for (const Case& c : cases) {
+        INFO(c.what);
+        HostFixture fx;
+        test::add_gpu_with_audio(fx);
+        HostModel model = scan_host(fx.root());
+        model.holders.scanned = true;
+        model.holders.processes = model.holders.readable = 10;
+        model.holders.holders = {c.holder};
+        const CheckResult r = check(test::make_profile({"0000:01:00.0"}), model);
+        CHECK_FALSE(r.ok());
+        CHECK(codes(r, Severity::error) == std::vector<std::string>{"device-held"});
+        const Finding* f = r.find("device-held");
+        REQUIRE(f);
+        CHECK(f->address == addr("0000:01:00.0"));
+        CHECK(unrooted(f->what, fx.root()) == c.what);
+        CHECK(unrooted(f->fix, fx.root()) == c.fix);
+        CHECK_FALSE(f->why.empty());
+        CHECK_FALSE(r.find("not-held"));
+    }
+}
+
+TEST_CASE("a process holding several nodes of a device is one finding", "[host][holders]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    HostModel model = scan_host(fx.root());
+    model.holders.scanned = true;
+    model.holders.processes = model.holders.readable = 3;
+    model.holders.holders = {
+        holder(HolderKind::process, "0000:01:00.0", 900, "gnome-shell", "/dev/dri/card0"),
+        holder(HolderKind::process, "0000:01:00.0", 900, "gnome-shell", "/dev/dri/renderD128"),
+        holder(HolderKind::process, "0000:01:00.0", 900, "gnome-shell", "/dev/fb0"),
+        holder(HolderKind::process, "0000:01:00.1", 900, "gnome-shell", "/dev/snd/controlC1"),
+        holder(HolderKind::process, "0000:01:00.1", 901, "pipewire", "/dev/snd/pcmC1D3p"),
+    };
+    const CheckResult r = check(test::make_profile({"0000:01:00.0"}), model);
+    std::vector<std::string> held;
+    for (const Finding& f : r.findings)
+        if (f.code == "device-held") held.push_back(f.what.substr(f.what.find("in use: ") + 8));
+    CHECK(held == std::vector<std::string>{
+                      "process 900 \"gnome-shell\" has \"/dev/dri/card0\", \"/dev/dri/renderD128\" and \"/dev/fb0\" open.",
+                      "process 900 \"gnome-shell\" has \"/dev/snd/controlC1\" open.",
+                      "process 901 \"pipewire\" has \"/dev/snd/pcmC1D3p\" open.",
+                  });
+}
+
+TEST_CASE("holders of devices outside the plan and scans that saw nothing", "[host][holders]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    HostModel model = scan_host(fx.root());
+    const auto profile = test::make_profile({"0000:01:00.0"});
+
+    SECTION("no scan: no finding either way") {
+        const CheckResult r = check(profile, model);
+        CHECK_FALSE(r.find("not-held"));
+        CHECK_FALSE(r.find("holders-unknown"));
+    }
+    SECTION("a holder of another device is not this profile's business") {
+        model.holders.scanned = true;
+        model.holders.processes = model.holders.readable = 2;
+        model.holders.holders = {holder(HolderKind::process, "0000:05:00.0", 5, "Xorg", "/dev/dri/card1")};
+        const CheckResult r = check(profile, model);
+        CHECK(r.ok());
+        REQUIRE(r.find("not-held"));
+        CHECK(r.find("not-held")->what ==
+              "No process, console, firmware framebuffer or driver module holds the devices (read 2 of 2 processes).");
+    }
+    SECTION("some processes unreadable and iomem hidden: said in the ok finding") {
+        model.holders.scanned = true;
+        model.holders.processes = 300;
+        model.holders.readable = 40;
+        model.holders.iomem_hidden = true;
+        const CheckResult r = check(profile, model);
+        CHECK(r.ok());
+        REQUIRE(r.find("not-held"));
+        CHECK(unrooted(r.find("not-held")->what, fx.root()) ==
+              "No process, console, firmware framebuffer or driver module holds the devices (read 40 of 300 "
+              "processes; the others belong to other users, run as root to see them). \"/proc/iomem\" hides its "
+              "addresses from this user, so firmware framebuffers were not looked for.");
+    }
+    SECTION("no process readable: a warning, not a claim of no holders") {
+        model.holders.scanned = true;
+        model.holders.processes = 120;
+        model.holders.readable = 0;
+        const CheckResult r = check(profile, model);
+        CHECK(r.ok());
+        CHECK_FALSE(r.find("not-held"));
+        const Finding* f = r.find("holders-unknown");
+        REQUIRE(f);
+        CHECK(f->severity == Severity::warning);
+        CHECK(unrooted(f->what, fx.root()) ==
+              "No process under \"/proc\" could be read (120 processes), so kvmgpu cannot tell which programs "
+              "hold the devices.");
+        CHECK(f->fix == "Run kvmgpu as root.");
+    }
 }

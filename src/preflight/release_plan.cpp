@@ -66,20 +66,17 @@ private:
 
     void consoles() {
         std::vector<std::string> released;
-        if (card_draws_console()) {
-            for (const auto& c : host_.release.consoles) {
-                if (!c.bound || !c.framebuffer()) continue;
-                steps_.push_back({host::SysfsValueChanged{c.bind, "1"}, "0",
-                                  "unbinding the framebuffer console (" + c.bind.parent_path().filename().string() + ")"});
-                released.push_back(c.bind.parent_path().filename().string());
-            }
+        std::set<std::string> seen;
+        for (const auto& [bind, name] : consoles_to_release()) {
+            if (!seen.insert(bind.string()).second) continue;
+            steps_.push_back({host::SysfsValueChanged{bind, "1"}, "0", "unbinding the framebuffer console (" + name + ")"});
+            released.push_back(name);
         }
         // The firmware's framebuffer lies in the boot GPU's memory until its device is unbound.
-        if (boot_vga()) {
-            for (const auto& fb : host_.release.firmware_framebuffers) {
-                steps_.push_back({fb, "", "releasing the firmware framebuffer " + util::quoted(fb.device)});
-                released.push_back(fb.device);
-            }
+        for (const auto& fb : firmware_framebuffers_to_release()) {
+            if (!seen.insert(fb.device).second) continue;
+            steps_.push_back({fb, "", "releasing the firmware framebuffer " + util::quoted(fb.device)});
+            released.push_back(fb.device);
         }
         if (released.empty())
             add(Severity::ok, "release-console", "[release] console: no console or firmware framebuffer uses the card; nothing to release.");
@@ -87,6 +84,40 @@ private:
             add(Severity::ok, "release-console",
                 "kvmgpu will release " + util::join(released, ", ") + " before binding and bind them again after.",
                 "The host's text console goes away while the VM runs (on every screen: the framebuffer console is one).");
+    }
+
+    // What holds the card, when the host scan could tell (holders.hpp); else the rule of thumb:
+    // fbcon when a framebuffer of the card or the boot VGA is among the devices.
+    bool holders_known() const { return host_.holders.scanned && !host_.holders.iomem_hidden; }
+
+    std::vector<std::pair<std::filesystem::path, std::string>> consoles_to_release() const {
+        std::vector<std::pair<std::filesystem::path, std::string>> out;
+        if (holders_known()) {
+            for (const auto& h : host_.holders.holders)
+                if (h.kind == host::HolderKind::console && devices_.count(h.address))
+                    out.emplace_back(std::filesystem::path(h.node) / "bind", std::filesystem::path(h.node).filename().string());
+            return out;
+        }
+        if (!card_draws_console()) return out;
+        for (const auto& c : host_.release.consoles)
+            if (c.bound && c.framebuffer()) out.emplace_back(c.bind, c.bind.parent_path().filename().string());
+        return out;
+    }
+
+    std::vector<host::DriverUnbound> firmware_framebuffers_to_release() const {
+        std::vector<host::DriverUnbound> out;
+        if (holders_known()) {
+            const std::string platform = "/sys/bus/platform/drivers/";
+            for (const auto& h : host_.holders.holders) {
+                if (h.kind != host::HolderKind::firmware_framebuffer || !devices_.count(h.address)) continue;
+                if (h.node.rfind(platform, 0) != 0) continue;  // BOOTFB: no driver to unbind
+                const std::filesystem::path node = h.node;
+                out.push_back({node.parent_path(), node.filename().string()});
+            }
+            return out;
+        }
+        if (boot_vga()) out = host_.release.firmware_framebuffers;
+        return out;
     }
 
     void modules() {
@@ -135,6 +166,36 @@ private:
 };
 
 }  // namespace
+
+std::optional<std::string> released_by(const host::Holder& h, const profile::Profile& p, const host::ReleaseFacts& facts) {
+    const auto& rel = p.release;
+    using K = host::HolderKind;
+    switch (h.kind) {
+        case K::console:
+            if (rel.console) return "[release] console unbinds it before the bind.";
+            break;
+        case K::firmware_framebuffer:
+            if (rel.console && h.node.rfind("/sys/bus/platform/drivers/", 0) == 0)
+                return "[release] console unbinds it before the bind.";
+            break;
+        case K::module:
+            if (std::find(rel.modules.begin(), rel.modules.end(), h.command) != rel.modules.end())
+                return "[release] modules unloads it before the bind.";
+            break;
+        case K::process:
+        case K::service_process:
+            if (!h.unit.empty() && std::find(rel.services.begin(), rel.services.end(), h.unit) != rel.services.end())
+                return "[release] services stops " + util::quoted(h.unit) + " before the bind.";
+            if (rel.display_manager && !h.user_unit &&
+                (h.unit == kDisplayManagerUnit || (!facts.display_manager_unit.empty() && h.unit == facts.display_manager_unit)))
+                return "[release] display_manager stops it before the bind.";
+            if (rel.display_manager && h.unit.rfind("session-", 0) == 0 && h.unit.ends_with(".scope"))
+                return "It runs in a desktop session, which ends with the display manager ([release] display_manager); "
+                       "kvmgpu checks again before the bind and stops if it still holds the card.";
+            break;
+    }
+    return std::nullopt;
+}
 
 std::vector<PlannedRelease> plan_release(const profile::Profile& profile, const host::HostModel& host,
                                          const std::vector<PciAddress>& devices, std::vector<Finding>& findings) {

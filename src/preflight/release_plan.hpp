@@ -3,10 +3,12 @@
 // makes before it binds the card, in order — the display manager, the services, the framebuffer
 // consoles, the firmware framebuffers, the kernel modules — and the findings that say what will
 // be done or why it cannot be. Pure: everything comes from the HostModel (its ReleaseFacts).
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "host/host_change.hpp"
+#include "host/holders.hpp"
 #include "host/host_model.hpp"
 #include "profile/profile.hpp"
 #include "util/pci_address.hpp"
@@ -31,5 +33,11 @@ inline constexpr const char* kDisplayManagerUnit = "display-manager.service";
 std::vector<PlannedRelease> plan_release(const profile::Profile& profile, const host::HostModel& host,
                                          const std::vector<util::PciAddress>& devices,
                                          std::vector<Finding>& findings);
+
+// How the plan frees a device from `holder`, as a sentence ("[release] console unbinds it"), or
+// nullopt when nothing in [release] does. A process in a desktop session (session-N.scope) is
+// taken to end with the display manager; the launch checks again before it binds.
+std::optional<std::string> released_by(const host::Holder& holder, const profile::Profile& profile,
+                                       const host::ReleaseFacts& facts);
 
 }  // namespace kvmgpu::preflight
