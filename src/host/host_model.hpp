@@ -114,6 +114,8 @@ struct HostModel {
     std::vector<unsigned> online_cpus;
     std::map<unsigned, std::vector<unsigned>> thread_siblings;  // cpu → its siblings, itself included
     std::vector<Framebuffer> framebuffers;
+    std::uint64_t mem_total = 0;       // bytes: MemTotal of proc/meminfo; 0 when unreadable
+    bool vendor_reset_loaded = false;  // sys/module/vendor_reset exists (gnif/vendor-reset)
 
     bool iommu_present() const { return !iommu_units.empty(); }
     const PciDeviceInfo* find(const util::PciAddress& address) const;
