@@ -23,7 +23,8 @@ std::string describe(const host::PciDeviceInfo& d) {
 }
 
 void print_gpus(std::ostream& out, const app::InitResult& r) {
-    out << (r.gpus.size() == 1 ? "GPU" : "GPUs") << " on this host:\n";
+    if (r.gpus.empty()) out << "No GPU on this host.\n";
+    else out << (r.gpus.size() == 1 ? "GPU" : "GPUs") << " on this host:\n";
     for (std::size_t i = 0; i < r.gpus.size(); ++i) {
         const auto& g = r.gpus[i];
         out << (r.chosen == i ? "* " : "  ") << describe(g.gpu);
