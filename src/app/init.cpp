@@ -56,6 +56,12 @@ std::string class_name(std::uint32_t class_code) {
     return buf;
 }
 
+// A key = value line's text padded so that the comments after it line up.
+std::string pad(std::string text) {
+    text.resize(std::max<std::size_t>(text.size() + 1, 30), ' ');
+    return text;
+}
+
 std::string id_of(const PciDeviceInfo& d) { return util::PciId{d.vendor, d.device}.str(); }
 std::string subsystem_of(const PciDeviceInfo& d) {
     return util::PciId{d.subsystem_vendor, d.subsystem_device}.str();
@@ -177,27 +183,30 @@ std::string starter_profile(const host::HostModel& host, const GpuChoice& choice
     o << "[machine]\n"
          "type = \"q35\"                  # PCIe chipset: passed-through cards sit on PCIe root ports\n"
          "accel = \"kvm\"\n";
-    o << "memory = \"" << size.memory << "\"";
-    if (size.host_memory)
-        o << "               # half of this host's " << util::format_size(size.host_memory / kMiB * kMiB) << " (MemTotal)\n";
-    else
-        o << "               # /proc/meminfo could not be read; size it to your host\n";
-    o << "hugepages = \"none\"             # \"1G\" or \"2M\" pages are faster; reserve them first (see docs/profile.md)\n"
+    o << pad("memory = \"" + size.memory + "\"");
+    if (size.host_memory) {
+        char total[32];
+        std::snprintf(total, sizeof total, "%.1f GiB", static_cast<double>(size.host_memory) / kGiB);
+        o << "# half of this host's " << total << " (MemTotal)\n";
+    } else {
+        o << "# /proc/meminfo could not be read; size it to your host\n";
+    }
+    o << "hugepages = \"none\"            # \"1G\" or \"2M\" pages are faster; reserve them first (see docs/profile.md)\n"
          "# rtc = \"localtime\"           # for Windows guests, which keep the hardware clock in local time\n\n";
 
     o << "[cpu]\n"
-         "model = \"host\"                 # the host's CPU model with all its features\n";
-    o << "cores = " << size.cores << "                      # ";
+         "model = \"host\"                # the host's CPU model with all its features\n";
+    o << pad("cores = " + std::to_string(size.cores)) << "# ";
     if (size.host_cpus)
         o << "this host has " << size.host_cpus << " online CPUs; the VM gets about half, the host keeps the rest\n";
     else
         o << "the host's CPUs could not be read; adjust\n";
-    o << "threads = " << size.threads << "                    # "
+    o << pad("threads = " + std::to_string(size.threads)) << "# "
       << (size.threads == 2 ? "2 SMT threads a core, as the host has them\n" : "no SMT threads\n");
     if (!size.pin.empty()) {
         o << "# One host CPU per vCPU, pairs of SMT siblings together; the host keeps the other CPUs.\n"
           << "pin = " << cpu_list(size.pin) << "\n"
-          << "emulator_pin = " << cpu_list(size.emulator_pin) << "   # QEMU's I/O threads, off the vCPUs' CPUs\n";
+          << pad("emulator_pin = " + cpu_list(size.emulator_pin)) << "# QEMU's I/O threads, off the vCPUs' CPUs\n";
     }
     o << "hyperv = true                 # Hyper-V enlightenments: much lower latency for Windows guests\n";
     if (nvidia)
@@ -207,7 +216,7 @@ std::string starter_profile(const host::HostModel& host, const GpuChoice& choice
     o << "\n";
 
     o << "[firmware]\n"
-         "type = \"ovmf\"                  # UEFI (Debian: apt install ovmf); the VM keeps its own copy of the variables\n"
+         "type = \"ovmf\"                 # UEFI (Debian: apt install ovmf); the VM keeps its own copy of the variables\n"
          "secure_boot = false           # Windows 11 wants true, with [tpm] enabled = true\n\n";
 
     o << "# The card: every function of its slot (" << gpu.address.str().substr(0, 10)
@@ -228,11 +237,11 @@ std::string starter_profile(const host::HostModel& host, const GpuChoice& choice
         o << "# This GPU is the boot VGA: the host's console runs on it. `kvmgpu check` says what to release.\n";
     for (const PciDeviceInfo& f : choice.functions) {
         o << "[[pci]]\n"
-          << "address = \"" << f.address.str() << "\"      # " << class_name(f.class_code) << ": " << f.name()
+          << pad("address = \"" + f.address.str() + "\"") << "# " << class_name(f.class_code) << ": " << f.name()
           << (f.driver.empty() ? "" : " (driver " + f.driver + ")") << "\n"
           << "id = \"" << id_of(f) << "\"\n";
         if (f.subsystem_vendor || f.subsystem_device)
-            o << "# subsystem = \"" << subsystem_of(f) << "\"   # uncomment to insist on this maker's board\n";
+            o << pad("# subsystem = \"" + subsystem_of(f) + "\"") << "# uncomment to insist on this maker's board\n";
     }
     o << "\n";
 
@@ -246,11 +255,11 @@ std::string starter_profile(const host::HostModel& host, const GpuChoice& choice
          "# media = \"cdrom\"\n\n";
 
     o << "[network]\n"
-         "mode = \"user\"                  # NAT through QEMU; \"bridge\" with bridge = \"br0\" puts the VM on your LAN\n\n";
+         "mode = \"user\"                 # NAT through QEMU; \"bridge\" with bridge = \"br0\" puts the VM on your LAN\n\n";
 
     o << "[display]\n"
-         "type = \"none\"                  # the monitor is plugged into the passed-through GPU;\n"
-         "                              # \"vnc\" or \"spice\" add an emulated screen for the installer\n";
+         "type = \"none\"                 # the monitor is plugged into the passed-through GPU;\n"
+         << pad("") << "# \"vnc\" or \"spice\" add an emulated screen for the installer\n";
     return o.str();
 }
 
