@@ -159,6 +159,28 @@ TEST_CASE("a card a program holds is refused at the check and nothing on the hos
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
 }
 
+TEST_CASE("an address that holds another device than the profile's id is refused before anything changes", "[app]") {
+    Launch l;
+    // The second [[pci]] entry (0000:01:00.1, the card's audio 10de:228b) expects an RTX 4090's.
+    const auto profile = passthrough_profile(l.fx.root(), "id = \"10de:22ba\"\n");
+    const auto before = l.fx.snapshot();
+    const int code = l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(code == 1);
+    CHECK(l.saw("check", false));
+    const auto finding = std::find_if(l.events.begin(), l.events.end(), [](const json& e) {
+        return e.value("code", "") == "identity-mismatch";
+    });
+    REQUIRE(finding != l.events.end());
+    CHECK((*finding)["message"].get<std::string>().find("\"0000:01:00.1\"") != std::string::npos);
+    CHECK_FALSE(l.saw("runtime-dir", true));
+    CHECK_FALSE(l.saw("bind", true));
+    CHECK(l.kernel.writes() == 0);
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+}
+
 TEST_CASE("a bind failing on the second device leaves the first where it was", "[app]") {
     Launch l;
     const auto profile = passthrough_profile(l.fx.root());

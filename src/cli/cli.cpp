@@ -21,6 +21,7 @@ constexpr std::array commands{
             "", run_options, run_command},
     Command{"check", "PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "", nullptr, check_command},
     Command{"list", "", "list IOMMU groups and their PCI devices", "", nullptr, list_command},
+    Command{"init", "", "list the GPUs and write a starter profile for one", "", init_options, init_command},
     Command{"ps", "", "list running VMs", "", nullptr, ps_command},
     Command{"status", "NAME", "show a VM's state", "", nullptr, status_command},
     Command{"pause", "NAME", "pause a VM's vCPUs", "", nullptr, pause_command},

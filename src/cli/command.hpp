@@ -59,6 +59,8 @@ int check_command(Invocation& inv);
 int bind_command(Invocation& inv);
 void bind_options(po::options_description& desc);
 int restore_command(Invocation& inv);
+int init_command(Invocation& inv);
+void init_options(po::options_description& desc);
 void restore_options(po::options_description& desc);
 int isolate_command(Invocation& inv);
 void isolate_options(po::options_description& desc);

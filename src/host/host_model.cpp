@@ -233,6 +233,21 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
             if (auto siblings = parse_cpu_list(*text)) host.thread_siblings[cpu] = *siblings;
     }
 
+    // proc/meminfo: "MemTotal:       32795164 kB".
+    if (auto text = read_attr(under(root, "proc/meminfo"))) {
+        std::istringstream lines(*text);
+        std::string key, unit;
+        std::uint64_t value = 0;
+        while (lines >> key >> value) {
+            std::getline(lines, unit);
+            if (key == "MemTotal:") {
+                host.mem_total = value * 1024;
+                break;
+            }
+        }
+    }
+    host.vendor_reset_loaded = fs::is_directory(under(root, "sys/module/vendor_reset"), ec);
+
     // proc/fb: "0 EFI VGA" per registered framebuffer.
     if (auto text = read_attr(under(root, "proc/fb"))) {
         std::istringstream lines(*text);
@@ -327,7 +342,10 @@ void to_json(nlohmann::json& j, const HostModel& host) {
          {"online_cpus", host.online_cpus},
          {"thread_siblings", siblings},
          {"framebuffers", host.framebuffers},
-         {"holders", host.holders}};
+         {"holders", host.holders},
+
+         {"mem_total", host.mem_total},
+         {"vendor_reset_loaded", host.vendor_reset_loaded}};
 }
 
 }  // namespace kvmgpu::host

@@ -120,6 +120,8 @@ struct HostModel {
     // Who holds the devices a launch would bind: not filled by scan_host(), which does not know
     // them; the caller sets it with find_holders() (scanned = false until then).
     HolderScan holders;
+    std::uint64_t mem_total = 0;       // bytes: MemTotal of proc/meminfo; 0 when unreadable
+    bool vendor_reset_loaded = false;  // sys/module/vendor_reset exists (gnif/vendor-reset)
 
     bool iommu_present() const { return !iommu_units.empty(); }
     const PciDeviceInfo* find(const util::PciAddress& address) const;

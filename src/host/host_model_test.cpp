@@ -143,3 +143,20 @@ TEST_CASE("a scan without PCI reads no device or group but the rest of the host"
     CHECK(lean.kvm_exists == full.kvm_exists);
     CHECK(lean.online_cpus == full.online_cpus);
 }
+
+TEST_CASE("scanning reads MemTotal and whether the vendor-reset module is loaded", "[host]") {
+    HostFixture fx;
+    SECTION("neither file: zero memory and no module") {
+        fx.remove("proc/meminfo");
+        const HostModel host = scan_host(fx.root());
+        CHECK(host.mem_total == 0);
+        CHECK_FALSE(host.vendor_reset_loaded);
+    }
+    SECTION("both present") {
+        fx.write("proc/meminfo", "MemTotal:       32795164 kB\nMemFree:         1234 kB\n");
+        fx.write("sys/module/vendor_reset/refcnt", "0\n");
+        const HostModel host = scan_host(fx.root());
+        CHECK(host.mem_total == 32795164ull * 1024);
+        CHECK(host.vendor_reset_loaded);
+    }
+}

@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <set>
 
+#include "host/pci_ids.hpp"
 #include "host/sysfs.hpp"
+#include "preflight/reset_quirks.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::preflight {
@@ -201,10 +203,13 @@ private:
                     "PCI device " + util::quoted(a.str()) + " (pci[" + std::to_string(i) +
                         "]) does not exist on this host (no " +
                         path_text("/sys/bus/pci/devices/" + a.str()) + ").",
-                    {}, "Check the address with `kvmgpu list` or `lspci -D` and fix the profile.",
+                    {},
+                    "Check the address with `kvmgpu list` or `lspci -D` and fix the profile." +
+                        moved_hint(p_.pci[i]),
                     a);
                 continue;
             }
+            check_identity(i, *d);
             if (host_.iommu_present() && !d->iommu_group) {
                 add(Severity::error, "no-iommu-group",
                     describe(a, host_) + " has no IOMMU group.",
@@ -223,7 +228,13 @@ private:
             const PciDeviceInfo* d = host_.find(a);
             if (!d) continue;
             check_display(*d);
-            if (!d->reset_method || d->reset_method->empty()) {
+            check_vendor_reset(*d);
+            if (d->reset_method && !d->reset_method->empty()) {
+                add(Severity::ok, "reset-method",
+                    describe(a, host_) + " resets by " + util::quoted(*d->reset_method) + " (" +
+                        path_text("/sys/bus/pci/devices/" + a.str() + "/reset_method") + ").",
+                    {}, {}, a);
+            } else {
                 add(Severity::warning, "no-reset",
                     describe(a, host_) + " has no reset method (" +
                         path_text("/sys/bus/pci/devices/" + a.str() + "/reset_method") +
@@ -234,6 +245,127 @@ private:
                     "one exists for this card.",
                     a);
             }
+        }
+    }
+
+    // "10de:2684 (NVIDIA Corporation AD102 [GeForce RTX 4090])", names from pci.ids when it
+    // knows them. The expected identity is not in the host model, and a launch scans without
+    // names, so this reads pci.ids itself; only findings that name an identity need it.
+    std::string identity_text(const util::PciId& id) {
+        if (!ids_) ids_.emplace(PciIds::for_root(host_.root));
+        const auto vendor = ids_->vendor(id.vendor);
+        const auto device = ids_->device(id.vendor, id.device);
+        std::string out = id.str();
+        if (vendor && device) out += " (" + *vendor + " " + *device + ")";
+        else if (vendor) out += " (" + *vendor + " device " + id.str().substr(5) + ")";
+        return out;
+    }
+    std::string subsystem_text(const util::PciId& id) {
+        if (!ids_) ids_.emplace(PciIds::for_root(host_.root));
+        const auto vendor = ids_->vendor(id.vendor);
+        return id.str() + (vendor ? " (made by " + *vendor + ")" : "");
+    }
+
+    // " `kvmgpu list` shows 10de:2684 at "0000:02:00.0"." when the entry's id is elsewhere now.
+    std::string moved_hint(const profile::PciDevice& entry) {
+        const auto want = entry.expected_id();
+        if (!want) return {};
+        std::vector<std::string> at;
+        for (const PciDeviceInfo& d : host_.devices)
+            if (d.vendor == want->vendor && d.device == want->device && d.address != entry.address)
+                at.push_back(util::quoted(d.address.str()));
+        if (at.empty()) return {};
+        std::string list;
+        for (std::size_t i = 0; i < at.size(); ++i) list += (i ? ", " : "") + at[i];
+        return " A device with id " + util::quoted(want->str()) + " is at " + list + " now.";
+    }
+
+    // The address must hold the device the profile names: a card added or a firmware update
+    // can renumber the buses, and binding whatever sits there now (a disk controller, a NIC)
+    // takes it from the host.
+    void check_identity(std::size_t i, const PciDeviceInfo& d) {
+        const profile::PciDevice& entry = p_.pci[i];
+        const std::string entry_name = "[[pci]] #" + std::to_string(i + 1);
+        const util::PciId found{d.vendor, d.device};
+        const util::PciId found_sub{d.subsystem_vendor, d.subsystem_device};
+        const auto want = entry.expected_id();
+        if (!want) {
+            if (entry.id) return;  // malformed: the validator said so
+            add(Severity::warning, "no-identity",
+                entry_name + " (PCI device " + util::quoted(d.address.str()) +
+                    ") has no id, so kvmgpu cannot tell whether the address still holds the "
+                    "device the profile means.",
+                "A PCI address can change when a card is added or the firmware is updated; with "
+                "an id, check and run refuse an address that holds another device.",
+                "Add id = " + util::quoted(found.str()) + " to " + entry_name +
+                    " (the device there now: " + d.name() + ").",
+                d.address);
+            return;
+        }
+        const auto want_sub = entry.expected_subsystem();
+        const bool id_differs = *want != found;
+        const bool sub_differs = want_sub && *want_sub != found_sub;
+        if (!id_differs && !sub_differs) {
+            add(Severity::ok, "identity",
+                "PCI device " + util::quoted(d.address.str()) + " is " + found.str() +
+                    (d.vendor_name.empty() ? std::string() : " (" + d.name() + ")") +
+                    (want_sub ? ", subsystem " + found_sub.str() : std::string()) +
+                    ", as " + entry_name + " expects.",
+                {}, {}, d.address);
+            return;
+        }
+        std::string what = "PCI device " + util::quoted(d.address.str()) + " is not the device " +
+                           entry_name + " means: ";
+        std::string fix;
+        if (id_differs) {
+            what += "the profile expects id " + identity_text(*want) + ", the host has " +
+                    identity_text(found) + " there.";
+            fix = "If the card moved, find its new address with `kvmgpu list` and update "
+                  "address in " + entry_name + "." + moved_hint(entry) +
+                  " If this is the device you mean, set id = " + util::quoted(found.str()) + ".";
+        } else {
+            what += "the profile expects subsystem " + subsystem_text(*want_sub) +
+                    ", the host has " + identity_text(found) + " with subsystem " +
+                    subsystem_text(found_sub) + " there.";
+            fix = "If another board of the same model is meant now, set subsystem = " +
+                  util::quoted(found_sub.str()) + " in " + entry_name +
+                  "; otherwise find the card with `kvmgpu list` and update its address.";
+        }
+        add(Severity::error, "identity-mismatch", what,
+            "Binding the wrong device to vfio-pci takes it away from the host (a disk "
+            "controller or a network card, for instance); kvmgpu changes nothing until the "
+            "profile and the host agree.",
+            fix, d.address);
+    }
+
+    // A card of a family whose reset does not work needs vendor-reset, or it does not come
+    // back after the VM until the host reboots.
+    void check_vendor_reset(const PciDeviceInfo& d) {
+        const auto family = vendor_reset_family(d.vendor, d.device);
+        if (!family) return;
+        const std::string file = "/sys/bus/pci/devices/" + d.address.str() + "/reset_method";
+        const std::string use = "`echo device_specific > " + under(host_.root, file).string() + "`";
+        const std::string card = describe(d.address, host_) + " is an AMD " + std::string(*family) + " GPU";
+        const std::string why =
+            "Cards of this family do not reset properly with the kernel's own methods: after the "
+            "VM they stay unusable, for the host and for the next VM, until the host reboots.";
+        if (!host_.vendor_reset_loaded) {
+            add(Severity::warning, "vendor-reset-missing",
+                card + " and the vendor_reset module is not loaded (no " +
+                    path_text("/sys/module/vendor_reset") + ").",
+                why,
+                "Install vendor-reset (https://github.com/gnif/vendor-reset, e.g. through DKMS), "
+                "load it with `modprobe vendor-reset`, and make the kernel use it with " + use +
+                    " before the VM starts.",
+                d.address);
+            return;
+        }
+        if (d.reset_method && d.reset_method->rfind("device_specific", 0) != 0) {
+            add(Severity::warning, "vendor-reset-unused",
+                card + "; the vendor_reset module is loaded, but the kernel resets the card by " +
+                    util::quoted(*d.reset_method) + " first.",
+                why, "Make the kernel use vendor-reset with " + use + " before the VM starts.",
+                d.address);
         }
     }
 
@@ -628,6 +760,7 @@ private:
     const HostModel& host_;
     const CheckOptions& o_;
     CheckResult r_;
+    std::optional<PciIds> ids_;  // read on first use
 };
 
 }  // namespace

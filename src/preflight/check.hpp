@@ -1,7 +1,8 @@
 #pragma once
 // Preflight: does this host fit this profile? A pure function of the profile, a HostModel
 // snapshot and the reservation locks; it reads nothing itself except whether the files the
-// profile names (firmware, ROMs, evdev) exist under the host root.
+// profile names (firmware, ROMs, evdev) exist under the host root, and the pci.ids names of
+// the identities a [[pci]] id finding shows (ROOT/usr/share/misc/pci.ids, read when needed).
 //
 // Paths in a profile are host paths. An absolute path is resolved under the host root
 // (HostModel::root: "/" in production, the temporary tree in tests). A relative path is taken

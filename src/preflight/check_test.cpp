@@ -7,6 +7,7 @@
 #include <functional>
 
 #include "host_fixture.hpp"
+#include "preflight/reset_quirks.hpp"
 
 using namespace kvmgpu;
 using namespace kvmgpu::host;
@@ -49,7 +50,17 @@ struct Row {
     std::vector<std::string> devices;  // the profile's [[pci]] addresses
     std::function<void(Setup&)> setup;
     std::function<void(const CheckResult&)> expect;
+    // Give each [[pci]] entry the id of the device at its address, as `kvmgpu init` writes
+    // them, unless the row set one itself.
+    bool pin_identities = true;
 };
+
+// Each [[pci]] entry without an id gets the id of the device now at its address.
+void give_found_ids(profile::Profile& profile, const HostModel& host) {
+    for (auto& entry : profile.pci)
+        if (const PciDeviceInfo* d = host.find(entry.address); d && !entry.id)
+            entry.id = util::PciId{d->vendor, d->device}.str();
+}
 
 }  // namespace
 
@@ -410,7 +421,9 @@ TEST_CASE("preflight checks over host topologies", "[host]") {
             CheckOptions options;
             Setup setup{fx, profile, options};
             if (row.setup) row.setup(setup);
-            const CheckResult result = check(profile, scan_host(fx.root()), options);
+            const HostModel host = scan_host(fx.root());
+            if (row.pin_identities) give_found_ids(profile, host);
+            const CheckResult result = check(profile, host, options);
             row.expect(result);
         }
     }
@@ -616,5 +629,219 @@ TEST_CASE("holders of devices outside the plan and scans that saw nothing", "[ho
               "No process under \"/proc\" could be read (120 processes), so kvmgpu cannot tell which programs "
               "hold the devices.");
         CHECK(f->fix == "Run kvmgpu as root.");
+    }
+}
+
+namespace {
+
+// The few pci.ids lines the identity findings name.
+const char* kPciIds =
+    "# a piece of pci.ids\n"
+    "1002  Advanced Micro Devices, Inc. [AMD/ATI]\n"
+    "\t731f  Navi 10 [Radeon RX 5600 OEM/5600 XT / 5700/5700 XT]\n"
+    "1043  ASUSTeK Computer Inc.\n"
+    "10de  NVIDIA Corporation\n"
+    "\t228b  GA104 High Definition Audio Controller\n"
+    "\t2484  GA104 [GeForce RTX 3070]\n"
+    "\t2684  AD102 [GeForce RTX 4090]\n";
+
+// An AMD Radeon RX 5700 XT (Navi 10) alone in IOMMU group 3.
+void add_navi10(HostFixture& fx, const std::string& reset_method) {
+    DeviceSpec gpu;
+    gpu.address = "0000:03:00.0";
+    gpu.vendor = 0x1002;
+    gpu.device = 0x731f;
+    gpu.class_code = 0x030000;
+    gpu.driver = "amdgpu";
+    gpu.group = 3;
+    gpu.reset_method = reset_method;
+    fx.add_driver("amdgpu");
+    fx.add_device(gpu);
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("preflight identity and reset findings", "[host]") {
+    // clang-format off
+    const Row rows[] = {
+        {"an address holding the expected id is an ok identity finding",
+         {"0000:01:00.0"},
+         [](Setup& s) { s.profile.pci[0].id = "10de:2484"; },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             const Finding* f = r.find("identity");
+             REQUIRE(f);
+             CHECK(f->severity == Severity::ok);
+             CHECK(f->address == addr("0000:01:00.0"));
+             CHECK(f->what == "PCI device \"0000:01:00.0\" is 10de:2484 (NVIDIA Corporation GA104 [GeForce RTX 3070]), as [[pci]] #1 expects.");
+             CHECK_FALSE(r.find("no-identity"));
+         }},
+        {"an id in upper case matches too",
+         {"0000:01:00.0"},
+         [](Setup& s) { s.profile.pci[0].id = "10DE:2484"; },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(r.find("identity"));
+         }},
+        {"an address holding another device is an identity-mismatch error naming both",
+         {"0000:01:00.0", "0000:01:00.1"},
+         [](Setup& s) { s.profile.pci[0].id = "10de:2684"; },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"identity-mismatch"});
+             const Finding* f = r.find("identity-mismatch");
+             CHECK(f->address == addr("0000:01:00.0"));
+             CHECK(f->what == "PCI device \"0000:01:00.0\" is not the device [[pci]] #1 means: the profile expects id "
+                              "10de:2684 (NVIDIA Corporation AD102 [GeForce RTX 4090]), the host has 10de:2484 "
+                              "(NVIDIA Corporation GA104 [GeForce RTX 3070]) there.");
+             CHECK(contains(f->fix, "`kvmgpu list`"));
+             CHECK(contains(f->fix, "set id = \"10de:2484\""));
+             CHECK_FALSE(contains(f->fix, "is at"));
+             CHECK(r.find("identity")->address == addr("0000:01:00.1"));  // the audio function matched
+         }},
+        {"a card that moved is found by its id and its new address named",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             DeviceSpec moved;
+             moved.address = "0000:02:00.0";
+             moved.vendor = 0x10de;
+             moved.device = 0x2684;
+             moved.class_code = 0x030000;
+             moved.group = 2;
+             s.fx.add_device(moved);
+             s.profile.pci[0].id = "10de:2684";
+         },
+         [](const CheckResult& r) {
+             REQUIRE(r.find("identity-mismatch"));
+             CHECK(contains(r.find("identity-mismatch")->fix, "A device with id \"10de:2684\" is at \"0000:02:00.0\" now."));
+         }},
+        {"a missing device whose id is elsewhere says where it is",
+         {"0000:05:00.0"},
+         [](Setup& s) { s.profile.pci[0].id = "10de:2484"; },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"pci-missing"});
+             CHECK(contains(r.find("pci-missing")->fix, "is at \"0000:01:00.0\" now."));
+         }},
+        {"a subsystem that differs is a mismatch naming both subsystems",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.profile.pci[0].id = "10de:2484";
+             s.profile.pci[0].subsystem = "1043:8870";
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error) == std::vector<std::string>{"identity-mismatch"});
+             const Finding* f = r.find("identity-mismatch");
+             CHECK(contains(f->what, "expects subsystem 1043:8870 (made by ASUSTeK Computer Inc.)"));
+             CHECK(contains(f->what, "with subsystem 10de:1234 (made by NVIDIA Corporation)"));
+             CHECK(contains(f->fix, "subsystem = \"10de:1234\""));
+         }},
+        {"a matching subsystem passes",
+         {"0000:01:00.0"},
+         [](Setup& s) {
+             s.profile.pci[0].id = "10de:2484";
+             s.profile.pci[0].subsystem = "10de:1234";
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(contains(r.find("identity")->what, ", subsystem 10de:1234, as [[pci]] #1 expects."));
+         }},
+        {"an entry without an id warns and suggests the id found there",
+         {"0000:01:00.0"},
+         nullptr,
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"no-identity"});  // not for the added audio
+             const Finding* f = r.find("no-identity");
+             CHECK(f->address == addr("0000:01:00.0"));
+             CHECK(f->fix == "Add id = \"10de:2484\" to [[pci]] #1 (the device there now: NVIDIA Corporation GA104 [GeForce RTX 3070]).");
+         },
+         false},
+        {"each planned device shows its reset methods",
+         {"0000:01:00.0"},
+         nullptr,
+         [](const CheckResult& r) {
+             std::vector<std::string> shown;
+             for (const Finding& f : r.findings)
+                 if (f.code == "reset-method") shown.push_back(f.address->str());
+             CHECK(shown == std::vector<std::string>{"0000:01:00.0", "0000:01:00.1"});
+             CHECK(contains(r.find("reset-method")->what, "resets by \"flr bus\""));
+             CHECK_FALSE(r.find("vendor-reset-missing"));
+         }},
+        {"a Navi 10 card without the vendor_reset module warns with the fix",
+         {"0000:03:00.0"},
+         [](Setup& s) { add_navi10(s.fx, "bus"); },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::error).empty());
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"vendor-reset-missing"});
+             const Finding* f = r.find("vendor-reset-missing");
+             CHECK(f->address == addr("0000:03:00.0"));
+             CHECK(contains(f->what, "is an AMD Navi 10 GPU and the vendor_reset module is not loaded"));
+             CHECK(contains(f->fix, "DKMS"));
+             CHECK(contains(f->fix, "`modprobe vendor-reset`"));
+             CHECK(contains(f->fix, "`echo device_specific > "));
+             CHECK(contains(f->fix, "/sys/bus/pci/devices/0000:03:00.0/reset_method`"));
+         }},
+        {"a Navi 10 card with vendor_reset loaded and in use is fine",
+         {"0000:03:00.0"},
+         [](Setup& s) {
+             add_navi10(s.fx, "device_specific bus");
+             s.fx.write("sys/module/vendor_reset/refcnt", "0\n");
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning).empty());
+             CHECK(contains(r.find("reset-method")->what, "resets by \"device_specific bus\""));
+         }},
+        {"a Navi 10 card with vendor_reset loaded but not chosen warns to choose it",
+         {"0000:03:00.0"},
+         [](Setup& s) {
+             add_navi10(s.fx, "bus");
+             s.fx.write("sys/module/vendor_reset/refcnt", "0\n");
+         },
+         [](const CheckResult& r) {
+             CHECK(codes(r, Severity::warning) == std::vector<std::string>{"vendor-reset-unused"});
+             CHECK(contains(r.find("vendor-reset-unused")->fix, "`echo device_specific > "));
+         }},
+    };
+    // clang-format on
+    for (const Row& row : rows) {
+        SECTION(row.name) {
+            HostFixture fx;
+            test::add_gpu_with_audio(fx);
+            fx.write("usr/share/misc/pci.ids", kPciIds);
+            profile::Profile profile = test::make_profile(row.devices);
+            CheckOptions options;
+            Setup setup{fx, profile, options};
+            if (row.setup) row.setup(setup);
+            const HostModel host = scan_host(fx.root());
+            if (row.pin_identities) give_found_ids(profile, host);
+            const CheckResult result = check(profile, host, options);
+            row.expect(result);
+        }
+    }
+}
+
+TEST_CASE("the vendor-reset table knows the AMD families and nothing else", "[host]") {
+    struct Case {
+        std::uint16_t vendor, device;
+        std::optional<std::string_view> family;
+    };
+    const Case cases[] = {
+        {0x1002, 0x67df, "Polaris 10"},  // Radeon RX 470/480/570/580/590
+        {0x1002, 0x67ef, "Polaris 11"},  // Radeon RX 460/560
+        {0x1002, 0x699f, "Polaris 12"},  // Radeon RX 550
+        {0x1002, 0x687f, "Vega 10"},     // Radeon RX Vega 56/64
+        {0x1002, 0x66af, "Vega 20"},     // Radeon VII
+        {0x1002, 0x731f, "Navi 10"},     // Radeon RX 5700 XT
+        {0x1002, 0x7360, "Navi 12"},
+        {0x1002, 0x7340, "Navi 14"},     // Radeon RX 5500
+        {0x1002, 0x73bf, std::nullopt},  // Navi 21 (RX 6800/6900) resets by itself
+        {0x1002, 0x744c, std::nullopt},  // Navi 31 (RX 7900)
+        {0x1002, 0xaaf0, std::nullopt},  // Ellesmere HDMI audio: reset with its GPU
+        {0x10de, 0x731f, std::nullopt},  // another vendor's device with the same number
+    };
+    for (const Case& c : cases) {
+        INFO(std::hex << c.vendor << ":" << c.device);
+        CHECK(vendor_reset_family(c.vendor, c.device) == c.family);
     }
 }

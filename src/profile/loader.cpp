@@ -100,6 +100,8 @@ Handler pci_address(TomlReader& r, util::PciAddress& out) {
 void read_pci(TomlReader& r, const toml::table& t, const std::string& path, PciDevice& d) {
     r.read_keys(t, path, "[[pci]]",
                 {{"address", pci_address(r, d.address)},
+                 {"id", r.string(d.id)},
+                 {"subsystem", r.string(d.subsystem)},
                  {"rom", r.path(d.rom)},
                  {"rombar", r.boolean(d.rombar)},
                  {"vga", r.boolean(d.vga)}});

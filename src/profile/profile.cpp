@@ -12,6 +12,14 @@ std::uint64_t LookingGlass::shared_memory_bytes() const {
     return std::bit_ceil(frames + 10 * MiB);
 }
 
+std::optional<util::PciId> PciDevice::expected_id() const {
+    return id ? util::PciId::parse(*id) : std::nullopt;
+}
+
+std::optional<util::PciId> PciDevice::expected_subsystem() const {
+    return subsystem ? util::PciId::parse(*subsystem) : std::nullopt;
+}
+
 SourcePos Profile::where(const std::string& key_path) const {
     // A key not written in the file falls back to its table, then to the top of the file.
     std::string path = key_path;

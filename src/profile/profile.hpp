@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "util/pci_address.hpp"
+#include "util/pci_id.hpp"
 
 namespace kvmgpu::profile {
 
@@ -58,6 +59,15 @@ struct PciDevice {
     std::filesystem::path rom;  // empty: the card's own ROM
     std::optional<bool> rombar;
     bool vga = false;  // x-vga=on, for legacy VGA ranges (SeaBIOS guests)
+    // The device the address must hold, as written: id = "10de:2684" (vendor:device) and
+    // subsystem = "1043:8870" (subsystem vendor:device). nullopt: not given. The validator
+    // checks the form; preflight refuses an address that now holds another device.
+    std::optional<std::string> id;
+    std::optional<std::string> subsystem;
+
+    // Derived: the parsed identities; nullopt when not given or malformed.
+    std::optional<util::PciId> expected_id() const;
+    std::optional<util::PciId> expected_subsystem() const;
 };
 
 struct Disk {

@@ -192,6 +192,26 @@ void check_firmware(const Profile& p, Checker& c) {
     }
 }
 
+// id and subsystem: "vendor:device", 4 hex digits each. A subsystem alone is refused: it names
+// the board maker's variant of a device, which means nothing without the device.
+void check_identity(const PciDevice& d, const std::string& key, const std::string& table,
+                    Checker& c) {
+    if (d.id && !util::PciId::parse(*d.id))
+        c.error(key + ".id", table + " id " + util::quoted(*d.id) +
+                                 " is not a PCI identity; write vendor:device as 4 hex digits "
+                                 "each, as `kvmgpu list` or `lspci -nn` shows it, e.g. "
+                                 "\"10de:2684\"");
+    if (d.subsystem && !util::PciId::parse(*d.subsystem))
+        c.error(key + ".subsystem",
+                table + " subsystem " + util::quoted(*d.subsystem) +
+                    " is not a PCI subsystem identity; write subsystem vendor:device as 4 hex "
+                    "digits each, as `lspci -vnn` shows it after \"Subsystem:\", e.g. "
+                    "\"1043:8870\"");
+    if (d.subsystem && !d.id)
+        c.error(key + ".subsystem", table + " has a subsystem but no id; add the device's own "
+                                            "id = \"vendor:device\" (see `kvmgpu list`) too");
+}
+
 void check_pci(const Profile& p, Checker& c) {
     std::set<util::PciAddress> seen;
     std::size_t vga_count = 0;
@@ -202,6 +222,7 @@ void check_pci(const Profile& p, Checker& c) {
         if (d.address != invalid && c.written(key + ".address") && !seen.insert(d.address).second)
             c.error(key + ".address", shown("pci", i) + " address \"" + d.address.str() +
                                           "\" is listed twice; remove one of them");
+        check_identity(d, key, shown("pci", i), c);
         if (d.vga) {
             ++vga_count;
             if (p.firmware.type == FirmwareType::ovmf)

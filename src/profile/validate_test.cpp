@@ -3,7 +3,10 @@
 #include "profile/loader.hpp"
 #include "profile/validate.hpp"
 
+#include <optional>
+
 using namespace kvmgpu::profile;
+namespace util = kvmgpu::util;
 
 namespace {
 
@@ -295,4 +298,52 @@ TEST_CASE("a release table without a device to free is a warning", "[profile]") 
     REQUIRE(ds.size() == 1);
     CHECK(ds[0].key == "release");
     CHECK(ds[0].message.find("nothing to free") != std::string::npos);
+}
+
+TEST_CASE("PCI identities: good ones are kept and bad ones are named with line and column", "[profile]") {
+    const std::string pci = base + "[[pci]]\naddress = \"01:00.0\"\n";  // the entry's keys start on line 6
+    struct Row {
+        const char* what;
+        std::string keys;                  // appended to the [[pci]] entry
+        const char* key;                   // the key the error names; empty: valid
+        unsigned column;                   // where the error points
+        const char* fragment;
+        std::optional<util::PciId> id;     // when valid
+        std::optional<util::PciId> subsystem;
+    };
+    using util::PciId;
+    // clang-format off
+    const Row rows[] = {
+        {"an id in lower case", "id = \"10de:2684\"\n", "", 0, "", PciId{0x10de, 0x2684}, std::nullopt},
+        {"an id in upper case", "id = \"10DE:22BA\"\n", "", 0, "", PciId{0x10de, 0x22ba}, std::nullopt},
+        {"an id and a subsystem", "id = \"10de:2684\"\nsubsystem = \"1043:8870\"\n", "", 0, "", PciId{0x10de, 0x2684}, PciId{0x1043, 0x8870}},
+        {"an id without the colon", "id = \"10de2684\"\n", "pci[0].id", 6, "is not a PCI identity", std::nullopt, std::nullopt},
+        {"an id with 0x", "id = \"0x10de:0x2684\"\n", "pci[0].id", 6, "4 hex digits each", std::nullopt, std::nullopt},
+        {"an id with three digits", "id = \"10de:268\"\n", "pci[0].id", 6, "e.g. \"10de:2684\"", std::nullopt, std::nullopt},
+        {"an empty id", "id = \"\"\n", "pci[0].id", 6, "is not a PCI identity", std::nullopt, std::nullopt},
+        {"a subsystem that is not hex", "id = \"10de:2684\"\nsubsystem = \"asus:8870\"\n", "pci[0].subsystem", 13, "lspci -vnn", PciId{0x10de, 0x2684}, std::nullopt},
+        {"a subsystem without an id", "subsystem = \"1043:8870\"\n", "pci[0].subsystem", 13, "no id", std::nullopt, PciId{0x1043, 0x8870}},
+    };
+    // clang-format on
+    for (const Row& row : rows) {
+        DYNAMIC_SECTION(row.what) {
+            auto r = load_text(pci + row.keys, "/profiles/vm.toml");
+            validate(r.profile, r.diagnostics);
+            INFO(dump(r.diagnostics));
+            REQUIRE(r.profile.pci.size() == 1);
+            CHECK(r.profile.pci[0].expected_id() == row.id);
+            if (std::string(row.key).empty()) {
+                CHECK(r.diagnostics.empty());
+                CHECK(r.profile.pci[0].expected_subsystem() == row.subsystem);
+                continue;
+            }
+            const auto hit = std::find_if(r.diagnostics.begin(), r.diagnostics.end(), [&](const Diagnostic& d) {
+                return d.severity == Severity::error && d.key == row.key &&
+                       d.message.find(row.fragment) != std::string::npos;
+            });
+            REQUIRE(hit != r.diagnostics.end());
+            CHECK(hit->pos.column == row.column);
+            CHECK(hit->str().rfind("/profiles/vm.toml:", 0) == 0);
+        }
+    }
 }

@@ -143,7 +143,11 @@ private:
     void passthrough() {
         std::map<util::PciAddress, std::vector<const PciDevice*>> cards;  // key: function 0
         std::vector<PciDevice> extras;
-        for (const auto& a : f_.extra_functions) extras.push_back(PciDevice{a, {}, {}, false});
+        for (const auto& a : f_.extra_functions) {
+            PciDevice extra;
+            extra.address = a;
+            extras.push_back(extra);
+        }
         for (const auto* list : std::array<const std::vector<PciDevice>*, 2>{&p_.pci, &extras})
             for (const auto& d : *list) {
                 auto key = d.address;
