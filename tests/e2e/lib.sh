@@ -28,3 +28,49 @@ wait_for() {
     done
     return 0
 }
+
+# What the host's drivers made of a PCI function, from its sysfs directory: its DRM nodes
+# (drm/card0 → /dev/dri/card0), framebuffers (graphics/fb0 → /dev/fb0), sound cards
+# (sound/card0 → /dev/snd/controlC0 …). Each prints names, one a line, nothing when there are none.
+drm_nodes_of() { for _n in "$SYS/$1"/drm/card* "$SYS/$1"/drm/renderD*; do [ -e "$_n" ] && basename "$_n"; done; }
+fbs_of() { for _n in "$SYS/$1"/graphics/fb*; do [ -e "$_n" ] && basename "$_n"; done; }
+sound_cards_of() { for _n in "$SYS/$1"/sound/card*; do [ -e "$_n" ] && basename "$_n"; done; }
+# The /dev/snd nodes of sound card $1 (card0 → controlC0, pcmC0D0p, …), from its sysfs directory.
+snd_nodes_of() { for _n in /sys/class/sound/"$1"/*; do [ -e "$_n/dev" ] && basename "$_n"; done; }
+# The framebuffer console: succeeds when a vtconsole named "frame buffer device" is bound;
+# FBCON_VTCON is then its directory (/sys/class/vtconsole/vtconN).
+fbcon_bound() {
+    for _v in /sys/class/vtconsole/vtcon*; do
+        if grep -q "frame buffer" "$_v/name" 2>/dev/null && [ "$(cat "$_v/bind")" = 1 ]; then
+            # shellcheck disable=SC2034  # for the scripts that source this file
+            FBCON_VTCON=$_v
+            return 0
+        fi
+    done
+    return 1
+}
+# One line per vtconsole: "vtcon1 bind=1 (M) frame buffer device".
+vtconsoles() { for _v in /sys/class/vtconsole/vtcon*; do echo "$(basename "$_v") bind=$(cat "$_v/bind") $(cat "$_v/name")"; done; }
+
+# Holding a node, as a display server holds /dev/dri/card0 or a player /dev/snd/pcmC0D0p:
+#   hold /dev/dri/card0 || fail ...   # HOLD_PID is the holder's pid
+#   ...                               # /proc/$HOLD_PID/fd/0 is the node
+#   unhold                            # ends it (by its pid) and waits for it
+# The holder is a busybox `sleep 600` with its stdin on the node. hold fails (and leaves no
+# process) when the node cannot be opened within 5 s.
+hold() {
+    # shellcheck disable=SC2217  # sleep does not read its stdin: it only keeps it open
+    sleep 600 <"$1" &
+    HOLD_PID=$!
+    if WAIT_S=5 wait_for holds "$HOLD_PID" "$1"; then return 0; fi
+    unhold
+    return 1
+}
+holds() { [ "$(readlink "/proc/$1/fd/0" 2>/dev/null)" = "$2" ]; }  # holds PID NODE
+unhold() {
+    if [ -n "${HOLD_PID:-}" ]; then
+        kill "$HOLD_PID" 2>/dev/null
+        wait "$HOLD_PID" 2>/dev/null
+    fi
+    HOLD_PID=""
+}
