@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "host/console.hpp"
 #include "util/fd.hpp"
 #include "util/text.hpp"
 
@@ -168,10 +169,15 @@ std::string undo(const SysfsValueChanged& change, const UndoContext& context) {
     const std::string_view data = change.old_value.empty() ? std::string_view("\n") : change.old_value;
     if (const int error = context.writer.write(file, data); error != 0)
         throw UndoError("writing " + old + " back to " + shown + " failed: " + errno_text(error));
-    const auto now = read_attr(file);
+    auto now = read_attr(file);
+    // fbcon that was unbound from every console has let its framebuffer go, and the kernel
+    // ignores a bind of it; taking the framebuffer over again (what registering one does)
+    // brings it back.
+    if (now != change.old_value && is_console_bind(change.path) && change.old_value == "1" && take_over_console(context.root))
+        now = read_attr(file);
     if (now != change.old_value)
-        return shown + " was given " + old + " back, and the kernel made it " +
-               (now ? util::quoted(*now) : std::string("unreadable")) + ".";
+        throw UndoError(shown + " was given " + old + " back, but the kernel keeps it " +
+                        (now ? util::quoted(*now) : std::string("unreadable")) + " (see `dmesg`)");
     return shown + " is back to " + old + ".";
 }
 

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 
 #include "host/binder.hpp"
+#include "host/console.hpp"
 #include "host/device_health.hpp"
 #include "host/journal.hpp"
 #include "host_doubles.hpp"
@@ -228,4 +229,38 @@ TEST_CASE("class nodes map to the dev nodes they are used through", "[host][rele
     CHECK(dev_node("sound/card2") == "/dev/snd/controlC2");
     CHECK(dev_node("hwmon/hwmon3").empty());
     CHECK(dev_node("card0").empty());
+}
+
+namespace {
+
+// A kernel that takes every write and changes nothing, as fbcon's bind does once fbcon let its
+// framebuffer go.
+class IgnoringWriter final : public SysfsWriter {
+public:
+    int write(const fs::path&, std::string_view) override { return 0; }
+};
+
+}  // namespace
+
+TEST_CASE("an attribute the kernel keeps at another value is a failed undo that stays in the journal",
+          "[host][release]") {
+    HostFixture fx;
+    fx.add_vtconsole(1, "(M) frame buffer device", false);
+    IgnoringWriter writer;
+    std::vector<std::string> events;
+    FakeRunner runner(events);
+    record_change(fx.runtime(), "vm", 1, SysfsValueChanged{"/sys/class/vtconsole/vtcon1/bind", "1"});
+    // No framebuffer node to take the console over with: the undo fails and says so.
+    const auto report = restore_changes(fx.root(), fx.runtime(), "vm", writer, &runner, fast());
+    CHECK_FALSE(report.ok());
+    REQUIRE(report.changes.size() == 1);
+    CHECK(report.changes[0].message.find("was given \"1\" back, but the kernel keeps it \"0\"") != std::string::npos);
+    CHECK(read_changes(fx.runtime(), "vm"));
+}
+
+TEST_CASE("only a vtconsole's bind attribute is a console bind", "[host][release]") {
+    CHECK(is_console_bind("/sys/class/vtconsole/vtcon1/bind"));
+    CHECK_FALSE(is_console_bind("/sys/class/vtconsole/vtcon1/name"));
+    CHECK_FALSE(is_console_bind("/sys/bus/pci/drivers/nouveau/bind"));
+    CHECK_FALSE(is_console_bind("/proc/irq/24/smp_affinity_list"));
 }
