@@ -4,15 +4,30 @@
  *
  *   clock                 prints CLOCK_MONOTONIC in nanoseconds
  *   clock FILE [STATUS]   appends it to FILE as a line, then exits with STATUS (default 0)
+ *   clock --lines         copies stdin to stdout, each line prefixed with the time it was read
+ *                         (where kvmgpu's time goes: its --json step lines, as they arrive)
  *
  * The second form is the mark between the two phases of a handoff: kvmgpu runs it as its
  * prestart hook (with STATUS 1, so that the launch stops there and undoes itself), the plain
  * script runs it at the same point, the same way. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+static long long now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
 int main(int argc, char** argv) {
+    if (argc == 2 && strcmp(argv[1], "--lines") == 0) {
+        char line[4096];
+        setvbuf(stdin, NULL, _IONBF, 0);
+        while (fgets(line, sizeof line, stdin)) printf("%lld %s", now_ns(), line);
+        return 0;
+    }
     struct timespec ts;
     if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
         perror("clock: clock_gettime(CLOCK_MONOTONIC)");
