@@ -23,14 +23,8 @@ bool is_console_bind(const fs::path& path) {
 
 bool take_over_console(const fs::path& root) {
     std::vector<fs::path> fbs;
-    std::error_code ec;
-    for (fs::directory_iterator it(under(root, "/dev"), ec), end; !ec && it != end; it.increment(ec)) {
-        const auto name = it->path().filename().string();
-        if (name.size() > 2 && name.rfind("fb", 0) == 0 &&
-            std::all_of(name.begin() + 2, name.end(), [](char c) { return c >= '0' && c <= '9'; }))
-            fbs.push_back(it->path());
-    }
-    std::sort(fbs.begin(), fbs.end());
+    for (const auto& name : entry_names(under(root, "/dev")))
+        if (numbered(name, "fb")) fbs.push_back(under(root, "/dev") / name);
     for (const auto& node : fbs) {
         util::Fd fd(::open(node.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
         if (!fd) continue;

@@ -77,17 +77,10 @@ std::vector<std::string> device_nodes(const fs::path& root, const util::PciAddre
     const fs::path dir = device_dir(root, address);
     const std::pair<const char*, std::vector<const char*>> kinds[] = {
         {"drm", {"card", "renderD"}}, {"graphics", {"fb"}}, {"sound", {"card"}}};
-    for (const auto& [sub, prefixes] : kinds) {
-        std::error_code ec;
-        for (fs::directory_iterator it(dir / sub, ec), end; !ec && it != end; it.increment(ec)) {
-            const auto name = it->path().filename().string();
+    for (const auto& [sub, prefixes] : kinds)
+        for (const auto& name : entry_names(dir / sub))
             for (const char* prefix : prefixes)
-                if (name.rfind(prefix, 0) == 0 && name.size() > std::string_view(prefix).size() &&
-                    std::all_of(name.begin() + static_cast<std::ptrdiff_t>(std::string_view(prefix).size()), name.end(),
-                                [](char c) { return c >= '0' && c <= '9'; }))
-                    nodes.push_back(std::string(sub) + "/" + name);
-        }
-    }
+                if (numbered(name, prefix)) nodes.push_back(std::string(sub) + "/" + name);
     std::sort(nodes.begin(), nodes.end());
     return nodes;
 }

@@ -35,23 +35,6 @@ namespace {
 constexpr std::size_t kCommLength = 15;
 constexpr std::size_t kCmdlineLength = 200;
 
-// Names of a directory's entries, sorted; empty when it cannot be read.
-std::vector<std::string> entry_names(const fs::path& dir) {
-    std::vector<std::string> names;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-        names.push_back(it->path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
-// "card0" with prefix "card": true; "card0-HDMI-A-1": false.
-bool numbered(std::string_view name, std::string_view prefix) {
-    if (!name.starts_with(prefix) || name.size() == prefix.size()) return false;
-    return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
-                       [](char c) { return c >= '0' && c <= '9'; });
-}
-
 std::optional<pid_t> parse_pid(std::string_view name) {
     auto value = parse_dec(name);
     if (!value || *value == 0) return std::nullopt;

@@ -12,16 +12,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Directory entries, sorted; none when the directory is missing or unreadable.
-std::vector<std::string> entries(const fs::path& dir) {
-    std::vector<std::string> names;
-    std::error_code ec;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
-        names.push_back(it->path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-}
-
 // `why` is what failed ("stopping the service X failed"); `hint`, if any, follows the cause.
 void run_or_throw(CommandRunner& runner, const std::vector<std::string>& argv, const std::string& why,
                   const std::string& hint = {}) {
@@ -42,7 +32,7 @@ void run_or_throw(CommandRunner& runner, const std::vector<std::string>& argv, c
 std::vector<VtConsole> read_vtconsoles(const fs::path& root) {
     std::vector<VtConsole> consoles;
     const fs::path host_dir = "/sys/class/vtconsole";
-    for (const auto& name : entries(under(root, host_dir))) {
+    for (const auto& name : entry_names(under(root, host_dir))) {
         if (name.rfind("vtcon", 0) != 0) continue;
         VtConsole c;
         c.bind = host_dir / name / "bind";
@@ -57,7 +47,7 @@ std::vector<DriverUnbound> bound_firmware_framebuffers(const fs::path& root) {
     std::vector<DriverUnbound> bound;
     for (const char* driver : kFirmwareFramebufferDrivers) {
         const fs::path host_dir = fs::path("/sys/bus/platform/drivers") / driver;
-        for (const auto& name : entries(under(root, host_dir)))
+        for (const auto& name : entry_names(under(root, host_dir)))
             if (name.rfind(driver, 0) == 0) bound.push_back(DriverUnbound{host_dir, name});
     }
     return bound;
@@ -73,10 +63,10 @@ ModuleState read_module(const fs::path& root, const std::string& name) {
     m.loaded = fs::exists(dir / "refcnt", ec);
     if (!m.loaded) return m;
     m.refcnt = parse_dec(read_attr(dir / "refcnt").value_or("0")).value_or(0);
-    m.holders = entries(dir / "holders");
-    for (const auto& driver : entries(dir / "drivers")) {
+    m.holders = entry_names(dir / "holders");
+    for (const auto& driver : entry_names(dir / "drivers")) {
         if (driver.rfind("pci:", 0) != 0) continue;
-        for (const auto& entry : entries(dir / "drivers" / driver))
+        for (const auto& entry : entry_names(dir / "drivers" / driver))
             if (auto address = util::PciAddress::parse(entry)) m.devices.push_back(*address);
     }
     std::sort(m.devices.begin(), m.devices.end());

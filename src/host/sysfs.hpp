@@ -31,6 +31,12 @@ std::optional<std::string> read_attr(const std::filesystem::path& file);
 // "e1000"); nullopt when `link` is not a symlink.
 std::optional<std::string> link_basename(const std::filesystem::path& link);
 
+// Names of a directory's entries, sorted; empty when it cannot be read.
+std::vector<std::string> entry_names(const std::filesystem::path& dir);
+
+// "card0" with prefix "card": true; "card", "card0-HDMI-A-1": false.
+bool numbered(std::string_view name, std::string_view prefix);
+
 // "0x10de" or "10de" as hex; nullopt on anything else.
 std::optional<std::uint64_t> parse_hex(std::string_view text);
 // A decimal number of at most 9 digits (ids, counts, CPU numbers in sysfs); nullopt otherwise.
