@@ -160,6 +160,7 @@ void read_pools(const fs::path& dir, std::optional<unsigned> node, std::vector<H
 HostModel scan_host(const fs::path& root, const ScanOptions& options) {
     HostModel host;
     host.root = root;
+    host.names = options.names;
     PciIds ids = PciIds::for_root(root);
 
     // Devices: sys/bus/pci/devices/ADDR are symlinks into sys/devices/pci*/...; the attributes

@@ -97,6 +97,10 @@ struct Framebuffer {
 
 struct HostModel {
     std::filesystem::path root;
+    // Whether names were looked up in pci.ids (ScanOptions::names). A launch scans without them,
+    // and what reads the model (the check's findings) then names devices by their ids only:
+    // reading pci.ids (1.3 MB) costs more than the rest of a launch's check.
+    bool names = true;
 
     std::vector<PciDeviceInfo> devices;  // sorted by address
     std::vector<IommuGroup> groups;      // sorted by id

@@ -249,9 +249,11 @@ private:
     }
 
     // "10de:2684 (NVIDIA Corporation AD102 [GeForce RTX 4090])", names from pci.ids when it
-    // knows them. The expected identity is not in the host model, and a launch scans without
-    // names, so this reads pci.ids itself; only findings that name an identity need it.
+    // knows them. The expected identity is not in the host model, so this reads pci.ids itself;
+    // only findings that name an identity need it. A model scanned without names (a launch)
+    // gets ids only: the launch must not pay for reading pci.ids.
     std::string identity_text(const util::PciId& id) {
+        if (!host_.names) return id.str();
         if (!ids_) ids_.emplace(PciIds::for_root(host_.root));
         const auto vendor = ids_->vendor(id.vendor);
         const auto device = ids_->device(id.vendor, id.device);
@@ -261,6 +263,7 @@ private:
         return out;
     }
     std::string subsystem_text(const util::PciId& id) {
+        if (!host_.names) return id.str();
         if (!ids_) ids_.emplace(PciIds::for_root(host_.root));
         const auto vendor = ids_->vendor(id.vendor);
         return id.str() + (vendor ? " (made by " + *vendor + ")" : "");
