@@ -464,8 +464,27 @@ TEST_CASE("what is not running or loaded is neither stopped nor unloaded nor sta
     CHECK(l.fake.calls == std::vector<std::vector<std::string>>{
                               {"systemctl", "is-active", "--quiet", "display-manager.service"},
                           });
-    // The display manager, the console, the framebuffer (each "already so"), and the last check.
-    CHECK(l.messages("release").size() == 4);
+    // The display manager, the console, the framebuffer, each "already so"; nothing was stopped
+    // or unloaded, so no program can have outlived it and the holders are not scanned again.
+    CHECK(l.messages("release") == std::vector<std::string>{
+                                       "stopping the display manager (\"display-manager.service\")",
+                                       "unbinding the framebuffer console (vtcon1)",
+                                       "releasing the firmware framebuffer \"efi-framebuffer.0\"",
+                                   });
+}
+
+TEST_CASE("a release that ends no program (console, firmware framebuffer) does not scan the holders again",
+          "[app][qemu][release]") {
+    SingleGpu l;
+    l.active.clear();
+    const auto profile = passthrough_profile(l.fx.root(), "[release]\nconsole = true\n");
+    l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(l.messages("release") == std::vector<std::string>{
+                                       "unbinding the framebuffer console (vtcon1)",
+                                       "releasing the firmware framebuffer \"efi-framebuffer.0\"",
+                                   });
+    CHECK(l.messages("bind").size() == 2);
 }
 
 TEST_CASE("a release that fails undoes what was released before it and binds nothing", "[app][release]") {

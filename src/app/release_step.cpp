@@ -50,10 +50,18 @@ void make_change(LaunchRun& run, const preflight::PlannedRelease& planned) {
                planned.change);
 }
 
+// Whether the change ends programs or module users that held the card: a stopped service (the
+// display manager with its desktop session) or an unloaded module. Only then can something
+// have outlived it; a console or firmware framebuffer is released by a write the kernel
+// accepted, and the check before found no other holder.
+bool ends_programs(const host::HostChange& change) {
+    return std::holds_alternative<host::ServiceStopped>(change) ||
+           std::holds_alternative<host::ModuleUnloaded>(change);
+}
+
 // What still holds the devices after the release (a program of the desktop session that
 // outlived the display manager, a module's user): an unbind of a held device can hang in the
-// kernel, so the launch stops here. Consoles and firmware framebuffers were released by writes
-// the kernel accepted.
+// kernel, so the launch stops here.
 std::vector<std::string> still_held(const LaunchRun& run) {
     const auto model = host::scan_host(run.ctx.host_root, {.names = false});
     std::vector<host::PciDeviceInfo> devices;
@@ -74,6 +82,7 @@ void release_step(LaunchRun& run) {
     if (run.checked.release.empty()) return;
     register_journal_undo(run);
     const auto host_dir = host_state_dir(run.ctx);
+    bool programs_ended = false;
     for (const auto& planned : run.checked.release) {
         run.check_interrupt("release");
         bool needed = false;
@@ -98,7 +107,11 @@ void release_step(LaunchRun& run) {
             run.fail("release", planned.what, e.what());
         }
         run.step("release", planned.what);
+        programs_ended = programs_ended || ends_programs(planned.change);
     }
+    // The scan of every process's descriptors is the dearest part of a launch's check; it is
+    // repeated only when a program could have outlived what was stopped.
+    if (!programs_ended) return;
     const std::string checking = "checking that nothing holds the devices any more";
     if (const auto held = still_held(run); !held.empty())
         run.fail("release", checking,
