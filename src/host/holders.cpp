@@ -1,5 +1,7 @@
 #include "host/holders.hpp"
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -9,6 +11,7 @@
 #include <system_error>
 #include <tuple>
 
+#include "host/dir_fd.hpp"
 #include "host/host_model.hpp"
 #include "host/sysfs.hpp"
 #include "util/text.hpp"
@@ -120,26 +123,26 @@ ProcessScan scan_processes(const fs::path& root, const std::set<std::string>& no
     std::set<std::string> short_commands;
     for (const std::string& c : commands) short_commands.insert(c.substr(0, kCommLength));
     const fs::path proc = under(root, "proc");
-    std::error_code ec;
-    for (fs::directory_iterator it(proc, ec), end; !ec && it != end; it.increment(ec)) {
-        const auto pid = parse_pid(it->path().filename().string());
-        if (!pid) continue;
-        const fs::path fd_dir = it->path() / "fd";
+    const OpenedDir proc_dir = open_dir(proc.c_str());
+    if (!proc_dir.fd) return scan;
+    for_each_entry(proc_dir.fd, [&](std::string_view name) {
+        const auto pid = parse_pid(name);
+        if (!pid) return;
+        const std::string pid_name(name);
+        const std::string fd_path = pid_name + "/fd";
+        const OpenedDir fd_dir = open_dir(fd_path.c_str(), proc_dir.fd.get());
         std::vector<std::string> held;
-        std::error_code list_error;
-        fs::directory_iterator fds(fd_dir, list_error);
-        for (fs::directory_iterator done; !list_error && fds != done; fds.increment(list_error)) {
-            std::error_code link_error;
-            const fs::path target = fs::read_symlink(fds->path(), link_error);
-            if (link_error) continue;  // the fd was closed meanwhile
-            if (nodes.count(target.string())) held.push_back(target.string());
-        }
+        int list_error = fd_dir.error;
+        if (!list_error)
+            list_error = for_each_entry(fd_dir.fd, [&](std::string_view fd) {
+                const std::string target = link_target(fd_dir.fd, std::string(fd).c_str());
+                if (!target.empty() && nodes.count(target)) held.push_back(target);
+            });
         if (list_error) {
-            std::error_code gone;
             // A process that exited meanwhile was never there; one that is still there is
             // another user's (EACCES without CAP_SYS_PTRACE).
-            if (fs::exists(it->path(), gone)) ++scan.processes;
-            continue;
+            if (::faccessat(proc_dir.fd.get(), pid_name.c_str(), F_OK, 0) == 0) ++scan.processes;
+            return;
         }
         ++scan.processes;
         ++scan.readable;
@@ -147,9 +150,9 @@ ProcessScan scan_processes(const fs::path& root, const std::set<std::string>& no
         held.erase(std::unique(held.begin(), held.end()), held.end());
         for (std::string& node : held) scan.open.push_back(OpenNode{*pid, std::move(node)});
         if (!short_commands.empty())
-            if (auto comm = read_attr(it->path() / "comm"); comm && short_commands.count(*comm))
+            if (auto comm = read_attr(proc / pid_name / "comm"); comm && short_commands.count(*comm))
                 scan.command_matches.push_back(*pid);
-    }
+    });
     std::sort(scan.open.begin(), scan.open.end(), [](const OpenNode& a, const OpenNode& b) {
         return std::tie(a.pid, a.node) < std::tie(b.pid, b.node);
     });
