@@ -28,12 +28,21 @@ fs::path under(const fs::path& root, const fs::path& path) {
 }
 
 std::optional<std::string> read_attr(const fs::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) return std::nullopt;
-    std::ostringstream content;
-    content << in.rdbuf();
-    if (in.bad()) return std::nullopt;
-    std::string text = content.str();
+    // open/read rather than an ifstream: a host scan reads hundreds of these small files, and
+    // the stream's machinery cost more than the reads themselves.
+    util::Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) return std::nullopt;
+    std::string text;
+    char chunk[4096];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), chunk, sizeof chunk);
+        if (n == 0) break;
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return std::nullopt;
+        }
+        text.append(chunk, static_cast<std::size_t>(n));
+    }
     while (!text.empty() && (text.back() == '\n' || text.back() == ' ' || text.back() == '\t' ||
                              text.back() == '\r' || text.back() == '\0'))
         text.pop_back();
