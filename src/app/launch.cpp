@@ -6,6 +6,7 @@
 #include "app/launch_steps.hpp"
 #include "app/vm_dir.hpp"
 #include "host/lock.hpp"
+#include "qemu/swtpm.hpp"
 #include "util/interrupt.hpp"
 
 namespace kvmgpu::app {
@@ -99,6 +100,8 @@ host::OwnerAlive lock_liveness(const Context& ctx) {
 }
 
 int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& options, const Report& report) {
+    // Paths that swtpm could not read are bad input, refused before anything changes.
+    if (p.tpm.enabled) qemu::swtpm_argv(ctx.vm_layout(p.name));
     // From here SIGINT/SIGTERM/SIGHUP arrive through a signalfd: every step and every wait in it
     // checks it, so a Ctrl-C or `kvmgpu stop --force` ends the launch and undoes what was done
     // (the journal covers a launcher killed with -9). The supervisor takes the signals over.

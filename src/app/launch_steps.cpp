@@ -14,6 +14,7 @@
 #include "host/binder.hpp"
 #include "host/device_health.hpp"
 #include "host/lock.hpp"
+#include "qemu/swtpm.hpp"
 #include "util/proc.hpp"
 #include "util/text.hpp"
 
@@ -162,10 +163,7 @@ void tpm_step(LaunchRun& run) {
     const auto tpm_state = run.facts.layout.tpm_state();
     const auto socket = run.facts.layout.swtpm_socket();
     fs::create_directories(tpm_state);
-    const std::vector<std::string> argv{
-        "swtpm", "socket", "--tpm2", "--tpmstate", "dir=" + tpm_state.string() + ",mode=0600",
-        "--ctrl", "type=unixio,path=" + socket.string(), "--terminate",
-        "--log", "file=" + run.facts.layout.swtpm_log().string()};
+    const auto argv = qemu::swtpm_argv(run.facts.layout);  // launch() refused bad paths already
     run.revert.add([&run] { run.swtpm = util::ChildProcess(); });
     try {
         util::SpawnOptions options;

@@ -573,3 +573,21 @@ TEST_CASE("a desktop program that outlives the display manager stops the launch 
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
     CHECK(l.active.count("display-manager.service"));
 }
+
+TEST_CASE("a TPM VM whose runtime directory has a comma is refused as bad input before anything changes",
+          "[app][swtpm]") {
+    Launch l;
+    l.ctx.runtime_dir = l.fx.root() / "run" / "a,mode=0777";
+    const auto profile = passthrough_profile(l.fx.root(), "[tpm]\nenabled = true\n");
+    const auto before = l.fx.snapshot();
+    try {
+        l.run(profile);
+        FAIL("the launch was not refused");
+    } catch (const util::BadInput& e) {
+        CHECK(std::string(e.what()).find("contains a ','") != std::string::npos);
+    }
+    CHECK(l.events.empty());
+    CHECK(l.kernel.writes() == 0);
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+}

@@ -3,15 +3,13 @@
 #include <algorithm>
 #include "profile/loader.hpp"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <optional>
-#include <sstream>
 #include <tuple>
 #include <utility>
 
+#include "profile/source.hpp"
 #include "profile/toml_reader.hpp"
+#include "util/stack_thread.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::profile {
@@ -146,8 +144,8 @@ void read_network(TomlReader& r, const toml::table& t, const std::string& path, 
 
 void read_usb(TomlReader& r, const toml::table& t, const std::string& path, Usb& u) {
     r.read_keys(t, path, "[[usb]]",
-                {{"vendor", r.integer(u.vendor, 0, 0xffff)},
-                 {"product", r.integer(u.product, 0, 0xffff)}});
+                {{"vendor", r.integer(u.vendor, 1, 0xffff)},
+                 {"product", r.integer(u.product, 1, 0xffff)}});
 }
 
 void read_input(TomlReader& r, const toml::table& t, const std::string& path, Input& in) {
@@ -180,15 +178,21 @@ Handler looking_glass_size(TomlReader& r, LookingGlass& lg) {
     };
 }
 
-// "WIDTHxHEIGHT", each side 1 to 16384.
+// "WIDTHxHEIGHT", each side 1 to 16384 written as plain decimal digits.
 std::optional<std::pair<unsigned, unsigned>> parse_resolution(const std::string& text) {
-    unsigned w = 0, h = 0;
-    char x = 0, extra = 0;
-    std::istringstream in(text);
-    if ((in >> w >> x >> h) && x == 'x' && !(in >> extra) && w > 0 && h > 0 && w <= 16384 &&
-        h <= 16384)
-        return std::pair{w, h};
-    return std::nullopt;
+    const auto x = text.find('x');
+    if (x == std::string::npos) return std::nullopt;
+    const auto side = [](std::string_view digits) -> std::optional<unsigned> {
+        if (digits.empty() || digits.size() > 5 || digits.find_first_not_of("0123456789") != std::string_view::npos)
+            return std::nullopt;
+        const auto value = static_cast<unsigned>(std::stoul(std::string(digits)));
+        if (value < 1 || value > 16384) return std::nullopt;
+        return value;
+    };
+    const auto w = side(std::string_view(text).substr(0, x));
+    const auto h = side(std::string_view(text).substr(x + 1));
+    if (!w || !h) return std::nullopt;
+    return std::pair{*w, *h};
 }
 
 Handler looking_glass_resolution(TomlReader& r, LookingGlass& lg) {
@@ -201,7 +205,7 @@ Handler looking_glass_resolution(TomlReader& r, LookingGlass& lg) {
         }
         r.error(key, pos_of(n.source()),
                 "[looking_glass] resolution " + util::quoted(*s) +
-                    " is not WIDTHxHEIGHT; write e.g. \"2560x1440\"");
+                    " is not WIDTHxHEIGHT with each side from 1 to 16384; write e.g. \"2560x1440\"");
     };
 }
 
@@ -309,29 +313,29 @@ LoadResult load_text(std::string_view text, const std::filesystem::path& file) {
     p.file = file;
     p.name = file.stem().string();
     const std::string label = file.string();
-    const auto doc = parse(text, label, result.diagnostics);
-    if (!doc) return result;
-    TomlReader reader(p, result.diagnostics, label, std::filesystem::absolute(file).parent_path());
-    read_document(reader, *doc, p);
-    resolve_programs(reader, p);
-    normalize_release(p.release);
+    if (!check_profile_text(text, label, result.diagnostics)) return result;
+    // The parse, the reading and the document's destruction all recurse as deep as the file
+    // nests: they run on a stack of known size (profile/source.hpp).
+    util::run_on_stack(kParserStackBytes, [&] {
+        const auto doc = parse(text, label, result.diagnostics);
+        if (!doc) return;
+        TomlReader reader(p, result.diagnostics, label, std::filesystem::absolute(file).parent_path());
+        read_document(reader, *doc, p);
+        resolve_programs(reader, p);
+        normalize_release(p.release);
+    });
     return result;
 }
 
 LoadResult load_file(const std::filesystem::path& file) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-        LoadResult result;
+    LoadResult result;
+    auto text = read_profile_file(file, result.diagnostics);
+    if (!text) {
         result.profile.file = file;
-        result.diagnostics.push_back(
-            {Severity::error, file.string(), {}, "",
-             "cannot read the profile: " + std::string(std::strerror(errno)) +
-                 "; check the path (kvmgpu run PROFILE.toml)"});
+        result.profile.name = file.stem().string();
         return result;
     }
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    return load_text(buf.str(), file);
+    return load_text(*text, file);
 }
 
 }  // namespace kvmgpu::profile

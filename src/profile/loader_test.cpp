@@ -448,7 +448,7 @@ TEST_CASE("looking glass size is auto unless a size is written, and resolution i
 
 TEST_CASE("range limits of integer keys are inclusive", "[profile][loader]") {
     const auto r = load("[cpu]\nsockets = 16\ncores = 255\nthreads = 8\npin = [0, 4095]\n"
-                        "[[usb]]\nvendor = 0\nproduct = 0xffff\n[display]\nport = 65535\n"
+                        "[[usb]]\nvendor = 1\nproduct = 0xffff\n[display]\nport = 65535\n"
                         "websocket = 1\n");
     INFO(dump(r.diagnostics));
     CHECK(r.diagnostics.empty());
@@ -506,7 +506,7 @@ TEST_CASE("a bad value is an error quoting the value at its position", "[profile
         {"integer below its range", "[cpu]\nsockets = 0\n", "cpu.sockets", 2, 11,
          "[cpu] sockets is 0; it must be between 1 and 16"},
         {"integer above its range", "[[usb]]\nproduct = 65536\n", "usb[0].product", 2, 11,
-         "[[usb]] #1 product is 65536; it must be between 0 and 65535"},
+         "[[usb]] #1 product is 65536; it must be between 1 and 65535"},
         {"CPU number out of range", "[cpu]\nemulator_pin = [0, 4096]\n", "cpu.emulator_pin[1]", 2, 20,
          "[cpu] emulator_pin[1] is 4096; it must be between 0 and 4095"},
         {"enum word with a suggestion", "[display]\ntype = \"spcie\"\n", "display.type", 2, 8,
@@ -520,11 +520,11 @@ TEST_CASE("a bad value is an error quoting the value at its position", "[profile
         {"control character", "[network]\nbridge = \"br\\u0000\"\n", "network.bridge", 2, 10,
          "[network] bridge \"br\\u0000\" contains a control character (\"\\u0000\"); remove it"},
         {"resolution with a star", "[looking_glass]\nresolution = \"1920*1080\"\n", "looking_glass.resolution", 2, 14,
-         "[looking_glass] resolution \"1920*1080\" is not WIDTHxHEIGHT; write e.g. \"2560x1440\""},
+         "[looking_glass] resolution \"1920*1080\" is not WIDTHxHEIGHT with each side from 1 to 16384; write e.g. \"2560x1440\""},
         {"resolution of zero", "[looking_glass]\nresolution = \"0x1080\"\n", "looking_glass.resolution", 2, 14,
-         "[looking_glass] resolution \"0x1080\" is not WIDTHxHEIGHT; write e.g. \"2560x1440\""},
+         "[looking_glass] resolution \"0x1080\" is not WIDTHxHEIGHT with each side from 1 to 16384; write e.g. \"2560x1440\""},
         {"resolution above 16384", "[looking_glass]\nresolution = \"16385x1080\"\n", "looking_glass.resolution", 2, 14,
-         "[looking_glass] resolution \"16385x1080\" is not WIDTHxHEIGHT; write e.g. \"2560x1440\""},
+         "[looking_glass] resolution \"16385x1080\" is not WIDTHxHEIGHT with each side from 1 to 16384; write e.g. \"2560x1440\""},
         {"PCI address", "[[pci]]\naddress = \"01:00\"\n", "pci[0].address", 2, 11,
          "[[pci]] #1 address \"01:00\" is not a PCI address; write domain:bus:slot.function in hex as "
          "`lspci -D` shows it, e.g. \"0000:01:00.0\" (slot at most 1f, function at most 7)"},

@@ -174,10 +174,16 @@ std::optional<std::vector<unsigned>> TomlReader::read_integers(const toml::node&
 std::optional<std::uint64_t> TomlReader::read_size(const toml::node& n, const std::string& key) {
     auto v = read_string(n, key);
     if (!v) return std::nullopt;
-    if (auto bytes = util::parse_size(*v)) return bytes;
+    const auto bytes = util::parse_size(*v);
+    if (bytes && *bytes > 0) return bytes;
+    const auto digits = v->find_first_not_of("0123456789");
+    // Written like a size ("99999999999999999999G") but beyond 64 bits.
+    const bool overflow = !bytes && !v->empty() && digits != 0 && util::parse_size("1" + v->substr(std::min(digits, v->size())));
     error(key, pos_of(n.source()),
           shown_key(key) + " " + util::quoted(*v) +
-              " is not a size; write a number with K, M, G or T, e.g. \"16G\"");
+              (bytes ? " is zero; give a size such as \"16G\""
+               : overflow ? " is too large to be a size; give a size such as \"16G\""
+                          : " is not a size; write a number with K, M, G or T, e.g. \"16G\""));
     return std::nullopt;
 }
 

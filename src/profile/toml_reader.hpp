@@ -79,7 +79,7 @@ public:
                                                          const std::string& key);
     std::optional<std::vector<unsigned>> read_integers(const toml::node& n, const std::string& key,
                                                        std::int64_t max);
-    // "16G", "512M", …: util::parse_size.
+    // "16G", "512M", …: util::parse_size. Zero is refused: every size key needs a size.
     std::optional<std::uint64_t> read_size(const toml::node& n, const std::string& key);
 
     // ---- field makers: a Handler that stores a good value in `out` and leaves it alone

@@ -6,6 +6,7 @@
 #include <array>
 #include <bit>
 #include <set>
+#include <tuple>
 
 #include "util/text.hpp"
 
@@ -14,6 +15,14 @@ namespace {
 
 constexpr std::uint64_t MiB = 1024 * 1024;
 constexpr std::uint64_t GiB = 1024 * MiB;
+constexpr std::uint64_t TiB = 1024 * GiB;
+// Bounds documented in docs/profile.md.
+constexpr std::uint64_t kMaxMemory = 16 * TiB;
+constexpr std::uint64_t kMaxLookingGlass = 2 * GiB;
+// q35's root bus has slots 0x01-0x1f; 0x1f holds the ICH9 functions kvmgpu's SATA disks use.
+constexpr unsigned kRootBusSlots = 30;
+// kvmgpu's root ports for passed-through cards take slots 0x10-0x1e (qemu/argv.cpp), one a card.
+constexpr unsigned kMaxCards = 15;
 
 class Checker {
 public:
@@ -107,6 +116,11 @@ void check_machine(const Profile& p, Checker& c) {
     if (m.memory < 64 * MiB)
         c.error("machine.memory", "[machine] memory " + util::format_size(m.memory) +
                                       " is too small; give at least \"64M\"");
+    else if (m.memory > kMaxMemory) {
+        c.error("machine.memory", "[machine] memory " + util::format_size(m.memory) + " is more than " +
+                                      util::format_size(kMaxMemory) + ", the most kvmgpu gives a VM");
+        return;  // the hugepage rounding below stays far from overflow only under the limit
+    }
     else if (m.memory % MiB)
         c.error("machine.memory", "[machine] memory " + util::format_size(m.memory) +
                                       " is not a whole number of MiB; QEMU rounds it, write e.g. \"" +
@@ -238,6 +252,34 @@ void check_pci(const Profile& p, Checker& c) {
     if (vga_count > 1)
         c.error("pci", "more than one [[pci]] device has vga = true; only one device can own the "
                        "legacy VGA ranges");
+    std::set<std::tuple<unsigned, unsigned, unsigned>> cards;
+    for (const auto& a : seen) cards.insert({a.domain, a.bus, a.slot});
+    if (cards.size() > kMaxCards)
+        c.error("pci", "the [[pci]] devices are on " + std::to_string(cards.size()) + " cards (domain:bus:slot); kvmgpu gives each card a root port and has " +
+                           std::to_string(kMaxCards) + " of them: pass at most " + std::to_string(kMaxCards) + " cards");
+}
+
+// Every device kvmgpu puts on q35's root bus (qemu/argv.cpp) takes one of its slots; QEMU
+// refuses to start when they run out, so the profile is refused first.
+void check_root_bus(const Profile& p, Checker& c) {
+    std::set<std::tuple<unsigned, unsigned, unsigned>> cards;
+    const util::PciAddress invalid{0xffff, 0xff, 0x1f, 7};  // a malformed address (loader.cpp)
+    for (const auto& d : p.pci)
+        if (d.address != invalid) cards.insert({d.address.domain, d.address.bus, d.address.slot});
+    const auto on_pcie = std::count_if(p.disks.begin(), p.disks.end(), [](const Disk& d) {
+        return d.bus == DiskBus::virtio || d.bus == DiskBus::nvme;
+    });
+    const bool scsi = std::any_of(p.disks.begin(), p.disks.end(), [](const Disk& d) { return d.bus == DiskBus::scsi; });
+    const bool video = p.display.device.empty() ? p.display.type != DisplayType::none : p.display.device != "none";
+    const bool xhci = !p.usb.empty() || p.display.type != DisplayType::none;
+    const auto slots = cards.size() + static_cast<std::size_t>(on_pcie) + scsi + (p.network.mode != NetworkMode::none) +
+                       xhci + video + p.looking_glass.enabled + (p.audio.backend != AudioBackend::none);
+    if (slots > kRootBusSlots)
+        c.error(p.disks.empty() ? "pci" : "disk",
+                "the VM needs " + std::to_string(slots) + " slots on the q35 root bus (a root port per card, one per "
+                "virtio or nvme disk, one each for the SCSI controller, NIC, USB controller, video, Looking Glass "
+                "and audio) and it has " + std::to_string(kRootBusSlots) +
+                    "; put disks on bus = \"scsi\" or \"sata\", or pass fewer devices");
 }
 
 void check_disks(const Profile& p, Checker& c) {
@@ -402,8 +444,17 @@ void check_display(const Profile& p, Checker& c) {
 
 void check_looking_glass(const Profile& p, Checker& c) {
     const auto& lg = p.looking_glass;
-    if (!lg.enabled || lg.size_auto || lg.size == 0) return;
-    if (!std::has_single_bit(lg.size) || lg.size < MiB || lg.size > 2 * GiB) {
+    if (!lg.enabled) return;
+    if (lg.size_auto) {
+        if (const auto bytes = lg.shared_memory_bytes(); bytes > kMaxLookingGlass)
+            c.error(c.written("looking_glass.resolution") ? "looking_glass.resolution" : "looking_glass",
+                    "[looking_glass] size \"auto\" for " + std::to_string(lg.width) + "x" + std::to_string(lg.height) +
+                        (lg.hdr ? " HDR" : "") + " is " + util::format_size(bytes) + ", more than the " +
+                        util::format_size(kMaxLookingGlass) + " Looking Glass can use; lower the resolution");
+        return;
+    }
+    if (lg.size == 0) return;  // the loader said why
+    if (!std::has_single_bit(lg.size) || lg.size < MiB || lg.size > kMaxLookingGlass) {
         c.error("looking_glass.size", "[looking_glass] size " + util::format_size(lg.size) +
                                           " must be a power of two between 1M and 2G, e.g. \"64M\"");
         return;
@@ -433,14 +484,31 @@ void check_audio_hooks_qemu(const Profile& p, Checker& c) {
     }
     if (p.qemu.binary.empty())
         c.error("qemu.binary", "[qemu] binary is empty; remove it to use qemu-system-x86_64");
-    // Options kvmgpu owns: passing them again breaks the launch or the supervision.
-    static const std::array<std::string_view, 8> owned{"-S", "-daemonize", "-qmp", "-name",
-                                                       "-pidfile", "-nodefaults", "-monitor",
-                                                       "-no-user-config"};
+    // Options kvmgpu owns (passing them again breaks the launch or the supervision), and options
+    // that would change them behind kvmgpu's back. QEMU reads "--name" as "-name", so each word
+    // is compared in that form.
+    static const std::array<std::pair<std::string_view, std::string_view>, 13> refused{{
+        {"-S", "kvmgpu sets itself"},
+        {"-daemonize", "kvmgpu sets itself"},
+        {"-qmp", "kvmgpu sets itself"},
+        {"-qmp-pretty", "kvmgpu sets itself"},
+        {"-mon", "kvmgpu sets itself"},
+        {"-monitor", "kvmgpu sets itself"},
+        {"-name", "kvmgpu sets itself"},
+        {"-pidfile", "kvmgpu sets itself"},
+        {"-nodefaults", "kvmgpu sets itself"},
+        {"-no-user-config", "kvmgpu sets itself"},
+        {"-readconfig", "can set any of the options kvmgpu owns"},
+        {"-runas", "changes the user QEMU runs as under kvmgpu's feet"},
+        {"-chroot", "changes the root QEMU's paths are read under"},
+    }};
     for (const auto& word : p.qemu.extra) {
-        if (std::find(owned.begin(), owned.end(), word) != owned.end())
-            c.error("qemu.extra", "[qemu] extra contains " + util::quoted(word) +
-                                      ", which kvmgpu sets itself; remove it");
+        const std::string_view option =
+            word.rfind("--", 0) == 0 ? std::string_view(word).substr(1) : std::string_view(word);
+        for (const auto& [name, why] : refused)
+            if (option == name)
+                c.error("qemu.extra", "[qemu] extra contains " + util::quoted(word) + ", which " + std::string(why) +
+                                          "; remove it");
     }
 }
 
@@ -489,6 +557,7 @@ void validate(const Profile& p, Diagnostics& out) {
     check_firmware(p, c);
     check_pci(p, c);
     check_disks(p, c);
+    check_root_bus(p, c);
     check_network(p, c);
     check_usb(p, c);
     check_inputs(p, c);

@@ -168,7 +168,7 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
         {"memory empty", "[machine]\nmemory = \"\"\n", 2, "machine.memory", "is not a size"},
         {"memory too small", "[machine]\nmemory = \"16M\"\n", 2, "machine.memory", "too small"},
         {"memory not whole MiB", "[machine]\nmemory = \"1073741825\"\n", 2, "machine.memory", "not a whole number of MiB"},
-        {"memory overflow", "[machine]\nmemory = \"99999999999999999999T\"\n", 2, "machine.memory", "is not a size"},
+        {"memory overflow", "[machine]\nmemory = \"99999999999999999999T\"\n", 2, "machine.memory", "too large to be a size"},
         {"memory not a hugepage multiple", "[machine]\nmemory = \"1536M\"\nhugepages = \"1G\"\n", 2, "machine.memory", "not a multiple of the 1G hugepage size"},
         {"looking glass size not power of two", base + "[looking_glass]\nsize = \"48M\"\n", 5, "looking_glass.size", "power of two"},
         {"looking glass resolution", base + "[looking_glass]\nresolution = \"2560*1440\"\n", 5, "looking_glass.resolution", "WIDTHxHEIGHT"},
@@ -180,7 +180,7 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
         {"too many vCPUs", base + "[cpu]\nsockets = 2\ncores = 255\n", 4, "cpu", "at most 255"},
         {"emulator_pin twice", base + "[cpu]\nemulator_pin = [0, 0]\n", 5, "cpu.emulator_pin", "twice"},
         {"emulator_pin empty", base + "[cpu]\nemulator_pin = []\n", 5, "cpu.emulator_pin", "is empty"},
-        {"usb id too large", base + "[[usb]]\nvendor = 0x1046d\nproduct = 1\n", 5, "usb[0].vendor", "between 0 and 65535"},
+        {"usb id too large", base + "[[usb]]\nvendor = 0x1046d\nproduct = 1\n", 5, "usb[0].vendor", "between 1 and 65535"},
         {"usb product missing", base + "[[usb]]\nvendor = 0x046d\n", 4, "usb[0].product", "has no product"},
         {"port out of range", base + "[display]\ntype = \"vnc\"\nport = 70000\n", 6, "display.port", "between 1 and 65535"},
         {"vnc port below 5900", base + "[display]\ntype = \"vnc\"\nport = 5800\n", 6, "display.port", "below 5900"},
@@ -345,5 +345,129 @@ TEST_CASE("PCI identities: good ones are kept and bad ones are named with line a
             CHECK(hit->pos.column == row.column);
             CHECK(hit->str().rfind("/profiles/vm.toml:", 0) == 0);
         }
+    }
+}
+
+TEST_CASE("every size and count key: zero, overflow and absurd values are errors at their line", "[profile][limits]") {
+    const std::string huge = "99999999999999999999";  // more than 64 bits
+    const auto m = [](const std::string& lines) { return "name = \"vm\"\n[machine]\n" + lines; };
+    const auto cards = [](unsigned n) {
+        std::string s;
+        for (unsigned i = 0; i < n; ++i) {
+            char address[16];
+            std::snprintf(address, sizeof address, "%02x:00.0", i + 1);
+            s += "[[pci]]\naddress = \"" + std::string(address) + "\"\n";
+        }
+        return s;
+    };
+    const auto virtio_disks = [](unsigned n) {
+        std::string s;
+        for (unsigned i = 0; i < n; ++i) s += "[[disk]]\npath = \"/d" + std::to_string(i) + "\"\n";
+        return s;
+    };
+    // clang-format off
+    const std::vector<Bad> cases = {
+        // [machine] memory: a size
+        {"memory zero", m("memory = \"0\"\n"), 3, "machine.memory", "is zero"},
+        {"memory zero with a unit", m("memory = \"0G\"\n"), 3, "machine.memory", "is zero"},
+        {"memory overflow", m("memory = \"" + huge + "G\"\n"), 3, "machine.memory", "too large to be a size"},
+        {"memory overflow in bytes", m("memory = \"" + huge + "\"\n"), 3, "machine.memory", "too large to be a size"},
+        {"memory overflow by its unit", m("memory = \"16777216T\"\n"), 3, "machine.memory", "too large to be a size"},
+        {"memory absurd", m("memory = \"17T\"\n"), 3, "machine.memory", "more than 16T"},
+        {"memory absurd with hugepages", m("memory = \"18446744073709551615\"\nhugepages = \"1G\"\n"), 3, "machine.memory", "more than 16T"},
+        // [looking_glass] size: a size, or "auto" derived from resolution
+        {"lg size zero", base + "[looking_glass]\nsize = \"0\"\n", 5, "looking_glass.size", "is zero"},
+        {"lg size overflow", base + "[looking_glass]\nsize = \"" + huge + "M\"\n", 5, "looking_glass.size", "too large to be a size"},
+        {"lg size absurd", base + "[looking_glass]\nsize = \"4G\"\n", 5, "looking_glass.size", "between 1M and 2G"},
+        {"lg size too small", base + "[looking_glass]\nsize = \"512K\"\n", 5, "looking_glass.size", "between 1M and 2G"},
+        {"lg auto size above the limit", base + "[looking_glass]\nresolution = \"16384x16384\"\n", 5, "looking_glass.resolution", "16384x16384 is 4G, more than the 2G"},
+        {"lg auto size above the limit with HDR", base + "[looking_glass]\nhdr = true\nresolution = \"16384x8192\"\n", 6, "looking_glass.resolution", "HDR is 4G, more than the 2G"},
+        {"lg resolution zero", base + "[looking_glass]\nresolution = \"0x1080\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        {"lg resolution overflow", base + "[looking_glass]\nresolution = \"" + huge + "x1080\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        {"lg resolution wrapping to a small number", base + "[looking_glass]\nresolution = \"4294967297x1080\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        {"lg resolution absurd", base + "[looking_glass]\nresolution = \"16385x100\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        {"lg resolution negative", base + "[looking_glass]\nresolution = \"-1x100\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        {"lg resolution signed", base + "[looking_glass]\nresolution = \"+100x100\"\n", 5, "looking_glass.resolution", "from 1 to 16384"},
+        // [cpu] counts
+        {"sockets zero", base + "[cpu]\nsockets = 0\n", 5, "cpu.sockets", "between 1 and 16"},
+        {"sockets absurd", base + "[cpu]\nsockets = 17\n", 5, "cpu.sockets", "between 1 and 16"},
+        {"sockets overflow", base + "[cpu]\nsockets = " + huge + "\n", 5, "", "TOML syntax"},
+        {"cores zero", base + "[cpu]\ncores = 0\n", 5, "cpu.cores", "between 1 and 255"},
+        {"cores absurd", base + "[cpu]\ncores = 4294967298\n", 5, "cpu.cores", "between 1 and 255"},
+        {"cores overflow", base + "[cpu]\ncores = " + huge + "\n", 5, "", "TOML syntax"},
+        {"threads zero", base + "[cpu]\nthreads = 0\n", 5, "cpu.threads", "between 1 and 8"},
+        {"threads absurd", base + "[cpu]\nthreads = 9\n", 5, "cpu.threads", "between 1 and 8"},
+        {"vCPUs absurd", base + "[cpu]\nsockets = 16\ncores = 255\nthreads = 8\n", 4, "cpu", "at most 255"},
+        {"pin absurd", base + "[cpu]\ncores = 1\npin = [4096]\n", 6, "cpu.pin[0]", "between 0 and 4095"},
+        {"pin overflow", base + "[cpu]\ncores = 1\npin = [" + huge + "]\n", 6, "", "TOML syntax"},
+        {"pin count absurd", base + "[cpu]\ncores = 1\npin = [0, 1]\n", 6, "cpu.pin", "give one host CPU per vCPU"},
+        {"emulator_pin absurd", base + "[cpu]\nemulator_pin = [9223372036854775807]\n", 5, "cpu.emulator_pin[0]", "between 0 and 4095"},
+        // [[usb]]: 0 is QEMU's "any device"
+        {"usb vendor zero", base + "[[usb]]\nvendor = 0\nproduct = 1\n", 5, "usb[0].vendor", "between 1 and 65535"},
+        {"usb product zero", base + "[[usb]]\nvendor = 1\nproduct = 0\n", 6, "usb[0].product", "between 1 and 65535"},
+        {"usb product absurd", base + "[[usb]]\nvendor = 1\nproduct = 0x10000\n", 6, "usb[0].product", "between 1 and 65535"},
+        // [display] ports
+        {"port zero", base + "[display]\ntype = \"spice\"\nport = 0\n", 6, "display.port", "between 1 and 65535"},
+        {"port absurd", base + "[display]\ntype = \"spice\"\nport = 65536\n", 6, "display.port", "between 1 and 65535"},
+        {"websocket zero", base + "[display]\ntype = \"vnc\"\nwebsocket = 0\n", 6, "display.websocket", "between 1 and 65535"},
+        {"websocket absurd", base + "[display]\ntype = \"vnc\"\nwebsocket = -5700\n", 6, "display.websocket", "between 1 and 65535"},
+        // counts of entries
+        {"sixteen cards", base + cards(16), 4, "pci", "at most 15 cards"},
+        {"more devices than root bus slots", base + "[network]\nmode = \"none\"\n" + virtio_disks(31), 6, "disk", "needs 31 slots"},
+    };
+    // clang-format on
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.what) {
+            const auto ds = check(c.text);
+            INFO("profile:\n" << c.text << "\ndiagnostics:\n" << dump(ds));
+            const auto hit = std::find_if(ds.begin(), ds.end(), [&](const Diagnostic& d) {
+                return d.severity == Severity::error && d.pos.line == c.line && d.key == c.key &&
+                       d.message.find(c.fragment) != std::string::npos;
+            });
+            CHECK(hit != ds.end());
+        }
+    }
+}
+
+TEST_CASE("the largest values of the size and count keys are accepted", "[profile][limits]") {
+    const auto cards = [] {
+        std::string s;
+        for (unsigned i = 0; i < 15; ++i) {
+            char address[16];
+            std::snprintf(address, sizeof address, "%02x:00.0", i + 1);
+            s += "[[pci]]\naddress = \"" + std::string(address) + "\"\n";
+        }
+        return s;
+    }();
+    std::string disks;
+    for (unsigned i = 0; i < 13; ++i) disks += "[[disk]]\npath = \"/d" + std::to_string(i) + "\"\n";
+    // 15 root ports + 13 disks + the NIC + Looking Glass = the 30 slots of the root bus.
+    const auto ds = check("name = \"vm\"\n[machine]\nmemory = \"16T\"\nhugepages = \"1G\"\n[cpu]\nsockets = 1\ncores = 255\n"
+                          "[looking_glass]\nresolution = \"16384x8192\"\n[display]\ntype = \"none\"\n" +
+                          cards + disks);
+    INFO(dump(ds));
+    CHECK_FALSE(has_errors(ds));
+}
+
+TEST_CASE("[qemu] extra refuses the options kvmgpu owns in every spelling QEMU reads", "[profile][qemu]") {
+    // QEMU reads "--daemonize" as "-daemonize"; before, only the one-dash spelling was refused and
+    // "--daemonize" left an orphan QEMU that kvmgpu believed dead.
+    for (const std::string word : {"-daemonize", "--daemonize", "--qmp", "--pidfile", "--S", "-S", "--name", "--mon",
+                                   "--monitor", "--nodefaults", "--no-user-config", "-qmp-pretty", "--readconfig",
+                                   "--runas", "-chroot"}) {
+        DYNAMIC_SECTION(word) {
+            const auto ds = check(base + "[qemu]\nextra = [\"" + word + "\", \"x\"]\n");
+            INFO(dump(ds));
+            const auto hit = std::find_if(ds.begin(), ds.end(), [&](const Diagnostic& d) {
+                return d.key == "qemu.extra" && d.pos.line == 5 &&
+                       d.message.find("contains \"" + word + "\", which") != std::string::npos;
+            });
+            CHECK(hit != ds.end());
+        }
+    }
+    SECTION("options kvmgpu leaves to the profile pass, in either spelling") {
+        const auto ds = check(base + "[qemu]\nextra = [\"-device\", \"virtio-rng-pci\", \"--smbios\", \"type=1\"]\n");
+        INFO(dump(ds));
+        CHECK_FALSE(has_errors(ds));
     }
 }

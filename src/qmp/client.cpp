@@ -45,36 +45,6 @@ struct ScopeExit {
 template <typename F>
 ScopeExit(F) -> ScopeExit<F>;
 
-Greeting parse_greeting(const Json& message) {
-    Greeting greeting;
-    const Json& qmp = message.at("QMP");
-    const Json& version = qmp.at("version");
-    const Json& qemu = version.at("qemu");
-    greeting.major = qemu.at("major").get<int>();
-    greeting.minor = qemu.at("minor").get<int>();
-    greeting.micro = qemu.at("micro").get<int>();
-    if (auto it = version.find("package"); it != version.end() && it->is_string()) {
-        greeting.package = it->get<std::string>();
-    }
-    if (auto it = qmp.find("capabilities"); it != qmp.end()) {
-        for (const auto& capability : *it) greeting.capabilities.push_back(capability.get<std::string>());
-    }
-    greeting.raw = message;
-    return greeting;
-}
-
-Event make_event(Json& message) {
-    Event event;
-    event.name = message["event"].is_string() ? message["event"].get<std::string>() : std::string();
-    if (auto it = message.find("data"); it != message.end()) event.data = std::move(*it);
-    if (auto it = message.find("timestamp"); it != message.end() && it->is_object()) {
-        const auto seconds = it->value("seconds", std::int64_t{0});
-        const auto microseconds = it->value("microseconds", std::int64_t{0});
-        event.timestamp_us = seconds * 1'000'000 + microseconds;
-    }
-    return event;
-}
-
 }  // namespace
 
 Error::Error(std::string command, std::string cls, std::string desc)
@@ -330,20 +300,16 @@ awaitable<void> Session::read_loop([[maybe_unused]] std::shared_ptr<Session> sel
             close_with("reading from QMP socket " + quoted_path(path_) + " failed: " + ec.message());
             break;
         }
-        const std::string_view line(input_.data(), length);
-        Json message = Json::parse(line.begin(), line.end(), nullptr, /*allow_exceptions=*/false);
-        const bool blank = line.find_first_not_of(" \t\r\n") == std::string_view::npos;
-        if (!blank && (message.is_discarded() || !message.is_object())) {
-            std::string excerpt(line.substr(0, std::min<std::size_t>(line.size(), 80)));
-            while (!excerpt.empty() && (excerpt.back() == '\n' || excerpt.back() == '\r')) excerpt.pop_back();
-            close_with("QEMU sent a line on " + quoted_path(path_) + " that is not a JSON object: " + qt(excerpt));
+        Line line = parse_line(std::string_view(input_.data(), length));
+        if (auto* why = std::get_if<std::string>(&line)) {
+            close_with("QEMU sent a line on " + quoted_path(path_) + " " + *why);
             break;
         }
         input_.erase(0, length);
         if (input_.capacity() > kKeptBufferCapacity && input_.size() < kKeptBufferCapacity) input_.shrink_to_fit();
-        if (blank) continue;
+        if (std::holds_alternative<BlankLine>(line)) continue;
         try {
-            dispatch(std::move(message));
+            dispatch(std::move(std::get<Json>(line)));
         } catch (const std::exception& e) {
             close_with(std::string("a QMP event handler failed: ") + e.what());
         } catch (...) {
@@ -365,15 +331,12 @@ void Session::dispatch(Json message) {
         deliver(make_event(message));
         return;
     }
-    if (message.contains("return") || message.contains("error")) {
-        const auto id = message.find("id");
-        if (id != message.end() && id->is_number_unsigned()) {
-            if (auto it = pending_.find(id->get<std::uint64_t>()); it != pending_.end()) {
-                Waiter* waiter = it->second;
-                pending_.erase(it);
-                waiter->complete(std::move(message));
-                return;
-            }
+    if (const auto id = reply_id(message)) {
+        if (auto it = pending_.find(*id); it != pending_.end()) {
+            Waiter* waiter = it->second;
+            pending_.erase(it);
+            waiter->complete(std::move(message));
+            return;
         }
     }
     // A reply nobody waits for (its call timed out, or a foreign id) or an unknown message kind.
@@ -383,7 +346,7 @@ void Session::dispatch(Json message) {
 void Session::handle_greeting(Json message) {
     try {
         greeting_ = parse_greeting(message);
-    } catch (const Json::exception& e) {
+    } catch (const std::exception& e) {
         const std::string reason = "QEMU's QMP greeting on " + quoted_path(path_) + " is malformed: " + e.what();
         close_with(reason);
         return;

@@ -25,11 +25,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include "qmp/message.hpp"
 #include "util/asio.hpp"
 
 namespace kvmgpu::qmp {
 
-using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 // The default time a command may take before execute() gives up on it.
@@ -62,21 +62,6 @@ public:
 class Timeout : public std::runtime_error {
 public:
     using std::runtime_error::runtime_error;
-};
-
-struct Greeting {
-    int major = 0;
-    int minor = 0;
-    int micro = 0;
-    std::string package;                    // e.g. "Debian 1:7.2+dfsg-7"
-    std::vector<std::string> capabilities;  // offered by QEMU, e.g. {"oob"}; none are enabled
-    Json raw;                               // the greeting object as received
-};
-
-struct Event {
-    std::string name;               // "RESUME", "STOP", "SHUTDOWN", ...
-    Json data;                      // the "data" member, or null when absent
-    std::int64_t timestamp_us = 0;  // QEMU's wall-clock timestamp in microseconds since the epoch
 };
 
 struct ConnectOptions {
