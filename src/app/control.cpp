@@ -156,12 +156,22 @@ namespace {
 // later. It answers the stop after its own stop sequence (timeout + quit + kill) and the
 // restore; the wait allows for all of it.
 std::optional<json> stop_through(ControlClient& client, std::chrono::seconds timeout, bool force) {
+    std::string refusal;  // a connection refused (too many, another user) is closed after its error
     try {
-        ask(client, request_json(StatusRequest{}), kStatusQueryTimeout + std::chrono::seconds(1));
+        const auto alive = ask(client, request_json(StatusRequest{}), kStatusQueryTimeout + std::chrono::seconds(1));
+        if (alive.contains("error")) refusal = alive["error"].value("desc", "");
     } catch (const NoAnswer&) {
         return std::nullopt;
     }
-    const auto reply = ask(client, request_json(StopRequest{timeout, force}), timeout + std::chrono::seconds(60));
+    json reply;
+    try {
+        reply = ask(client, request_json(StopRequest{timeout, force}), timeout + std::chrono::seconds(60));
+    } catch (const NoAnswer&) {
+        throw;
+    } catch (const std::exception& e) {
+        if (refusal.empty()) throw;
+        throw util::RuntimeFailure(refusal, "stop-failed");
+    }
     if (reply.contains("error")) throw util::RuntimeFailure(reply["error"].value("desc", "stop failed"), "stop-failed");
     json out = reply.at("return");
     out["supervised"] = true;

@@ -204,12 +204,18 @@ TEST_CASE("the accept loop waits out running out of file descriptors and serves 
     const auto deadline = Clock::now() + std::chrono::seconds(10);
     while (!fs::exists(socket) && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     {
-        // More connections than the child has fds: accept fails with EMFILE while they last.
+        // More connections than the child has fds: it accepts until every fd is in use, and
+        // then accept fails with EMFILE while they last.
         std::vector<util::Fd> many;
         for (int i = 0; i < 40; ++i) many.push_back(connect_to(socket));
-        std::string buffer;
-        REQUIRE(send_all(many.front().get(), "{\"kvmgpu\": \"status\"}\n"));
-        CHECK(read_line(many.front().get(), buffer));  // the first ones are served meanwhile
+        const auto fds = fs::path("/proc") / std::to_string(child) / "fd";
+        const auto open_fds = [&] {
+            std::error_code ec;
+            return std::distance(fs::directory_iterator(fds, ec), fs::directory_iterator{});
+        };
+        const auto full = Clock::now() + std::chrono::seconds(10);
+        while (open_fds() < 24 && Clock::now() < full) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        REQUIRE(open_fds() >= 24);
     }
     // Once they are gone, a new client is served: the loop did not end.
     CHECK(answers(socket));
@@ -255,7 +261,7 @@ TEST_CASE("a client that sends requests without reading the replies is dropped a
     }
 }
 
-TEST_CASE("only root and the user who started the VM may connect; others are told and the server goes on", "[app][control]") {
+TEST_CASE("only root and the user who started the VM may connect, others are told and the server goes on", "[app][control]") {
     if (::geteuid() != 0) {
         WARN("not run: acting as another user needs root");
         return;
@@ -289,7 +295,7 @@ TEST_CASE("only root and the user who started the VM may connect; others are tol
     CHECK(answers(server.socket));
 }
 
-TEST_CASE("connections over the session limit are told so and closed; a freed slot serves again", "[app][control]") {
+TEST_CASE("connections over the session limit are told so and closed, and a freed slot serves again", "[app][control]") {
     ControlLimits limits;
     limits.max_sessions = 3;
     TestServer server(limits);
