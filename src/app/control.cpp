@@ -273,7 +273,7 @@ json vm_stop(const Context& ctx, const VmHandle& given, std::chrono::seconds tim
         out["devices_waiting"] = vm.state.devices;
         out["hint"] = "its supervisor was gone, so the devices were not given back: run `kvmgpu restore " + vm.dir.name() + "`";
     } else {
-        vm.dir.remove();
+        vm.dir.remove_if_stale();  // unless a new launch of the name has taken it meanwhile
     }
     return out;
 }

@@ -160,6 +160,7 @@ void VmDir::create(const VmState& provisional) const {
 }
 
 bool VmDir::remove_if_stale() const {
+    if (!exists()) return true;
     RuntimeLock lock(path().parent_path());
     std::optional<VmState> state;
     try {
