@@ -34,11 +34,39 @@ bool has_journal(const Context& ctx, const std::string& name) {
     }
 }
 
-ControlClient connect_supervisor(const VmHandle& vm) {
-    auto client = ControlClient::connect(vm.dir.control_socket());
-    if (!client)
-        throw NotRunning("the supervisor of \"" + vm.dir.name() + "\" is not answering yet (still starting?); try again");
-    return std::move(*client);
+// One request to a supervisor, which must read it within kSupervisorReadsWithin (the request's
+// "deadline") and then has `work` more for the answer. Throws NoAnswer when it did not answer.
+json ask(ControlClient& client, json request, std::chrono::milliseconds work) {
+    const auto read_by = Clock::now() + kSupervisorReadsWithin;
+    request["deadline"] = std::chrono::duration_cast<std::chrono::milliseconds>(read_by.time_since_epoch()).count();
+    client.send(request);
+    auto reply = client.next(read_by + work);
+    if (!reply) throw std::runtime_error("the supervisor closed the connection without answering");
+    return *reply;
+}
+
+// Nullopt when nothing listens on the control socket (the supervisor is gone, or not there yet).
+std::optional<json> ask(const VmDir& dir, const json& request, std::chrono::milliseconds work) {
+    auto client = ControlClient::connect(dir.control_socket());
+    if (!client) return std::nullopt;
+    return ask(*client, request, work);
+}
+
+std::string silence(const VmHandle& vm) {
+    return "the supervisor of \"" + vm.dir.name() + "\" (pid " + std::to_string(vm.state.supervisor_pid) +
+           ") did not answer within " + std::to_string(kSupervisorReadsWithin.count() / 1000) +
+           " s (stopped or hung?)";
+}
+
+// The VM of a supervisor that did not answer, to be reached past it (or gone meanwhile); `what`
+// says what the command does instead.
+VmHandle past_silent_supervisor(const Context& ctx, const std::string& name, const Warn& warn, const std::string& what) {
+    auto vm = find_vm(ctx, name);
+    if (vm.liveness == Liveness::supervised) {
+        vm.supervisor_silent = true;
+        if (warn) warn(silence(vm) + "; " + what);
+    }
+    return vm;
 }
 
 // Waits until the process (pid, start time) is gone; false at the deadline. It is not our child
@@ -74,48 +102,44 @@ VmHandle find_vm(const Context& ctx, const std::string& name) {
     if (liveness == Liveness::stale) {
         if (has_journal(ctx, name))
             throw NotRunning("\"" + name + "\" is not running, but its devices were not given back; run `kvmgpu restore " + name + "`");
-        dir.remove();
+        if (!dir.remove_if_stale())
+            throw NotRunning("\"" + name + "\" is being started again right now; try again");
         throw NotRunning("\"" + name + "\" is not running (its left-over runtime directory " + dir.path().string() + " was removed)");
     }
     return {dir, *state, liveness};
 }
 
-std::optional<json> try_supervisor(const Context& ctx, const std::string& name, const json& request,
-                                   std::chrono::milliseconds timeout) {
-    if (!valid_vm_name(name)) return std::nullopt;
-    auto client = ControlClient::connect(VmDir(ctx, name).control_socket());
-    if (!client) return std::nullopt;
-    return client->request(request, Clock::now() + timeout);
-}
-
 json vm_qmp(const VmHandle& vm, const json& request, std::chrono::milliseconds timeout) {
-    if (vm.liveness == Liveness::supervised) {
-        auto client = connect_supervisor(vm);
-        return client.request(request, Clock::now() + timeout);
+    if (vm.liveness == Liveness::supervised && !vm.supervisor_silent) {
+        if (auto reply = ask(vm.dir, request, timeout)) return *reply;
+        throw NotRunning("the supervisor of \"" + vm.dir.name() + "\" is not answering yet (still starting?); try again");
     }
-    if (vm.liveness == Liveness::unsupervised) return rescue_qmp(vm.dir.rescue_socket(), request, timeout);
+    if (vm.liveness != Liveness::starting) return rescue_qmp(vm.dir.rescue_socket(), request, timeout);
     throw NotRunning("\"" + vm.dir.name() + "\" has no QEMU running (its supervisor is still starting it)");
 }
 
 VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
-    if (vm.liveness == Liveness::supervised) {
-        auto client = connect_supervisor(vm);
-        const auto reply = client.request(request_json(StatusRequest{}), Clock::now() + timeout);
-        if (reply.contains("error")) throw std::runtime_error(reply["error"].value("desc", "status failed"));
-        return reply.at("return").get<VmStatus>();
+    if (vm.liveness == Liveness::supervised && !vm.supervisor_silent) {
+        const auto reply = ask(vm.dir, request_json(StatusRequest{}), timeout);
+        if (!reply)
+            throw NotRunning("the supervisor of \"" + vm.dir.name() + "\" is not answering yet (still starting?); try again");
+        if (reply->contains("error")) throw std::runtime_error((*reply)["error"].value("desc", "status failed"));
+        return reply->at("return").get<VmStatus>();
     }
     VmStatus status;
     status.name = vm.state.name;
     status.supervisor_pid = vm.state.supervisor_pid;
     status.qemu_pid = vm.state.qemu_pid;
     status.devices = vm.state.devices;
-    status.liveness = std::string(liveness_name(vm.liveness));
+    status.liveness = vm.supervisor_silent ? "not-answering" : std::string(liveness_name(vm.liveness));
     status.status = "unknown";
-    if (vm.liveness == Liveness::unsupervised) {
-        const auto reply = rescue_qmp(vm.dir.rescue_socket(), {{"execute", "query-status"}}, timeout);
-        if (reply.contains("return")) {
-            status.status = reply["return"].at("status").get<std::string>();
-            status.running = reply["return"].at("running").get<bool>();
+    if (vm.liveness != Liveness::starting) {
+        try {
+            const auto reply = rescue_qmp(vm.dir.rescue_socket(), {{"execute", "query-status"}}, timeout);
+            status.status = reply.at("return").at("status").get<std::string>();
+            status.running = reply.at("return").at("running").get<bool>();
+        } catch (const std::exception& e) {
+            status.error = std::string("QEMU's rescue socket: ") + e.what();
         }
     } else {
         status.status = "starting";
@@ -126,11 +150,28 @@ VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
 
 namespace {
 
-// The supervisor answers after its own stop sequence (timeout + quit + kill) and the restore;
-// the deadline allows for all of it.
-json stop_through(ControlClient& client, std::chrono::seconds timeout, bool force) {
-    const auto reply = client.request(request_json(StopRequest{timeout, force}),
-                                      Clock::now() + timeout + std::chrono::seconds(60));
+// A stop through the supervisor; nullopt when it does not answer (then nothing was asked of it).
+// It first has to answer a status request: only then is it given the stop, which carries a
+// deadline too, so a supervisor stopped right after that answer does not carry the stop out
+// later. It answers the stop after its own stop sequence (timeout + quit + kill) and the
+// restore; the wait allows for all of it.
+std::optional<json> stop_through(ControlClient& client, std::chrono::seconds timeout, bool force) {
+    std::string refusal;  // a connection refused (too many, another user) is closed after its error
+    try {
+        const auto alive = ask(client, request_json(StatusRequest{}), kStatusQueryTimeout + std::chrono::seconds(1));
+        if (alive.contains("error")) refusal = alive["error"].value("desc", "");
+    } catch (const NoAnswer&) {
+        return std::nullopt;
+    }
+    json reply;
+    try {
+        reply = ask(client, request_json(StopRequest{timeout, force}), timeout + std::chrono::seconds(60));
+    } catch (const NoAnswer&) {
+        throw;
+    } catch (const std::exception& e) {
+        if (refusal.empty()) throw;
+        throw util::RuntimeFailure(refusal, "stop-failed");
+    }
     if (reply.contains("error")) throw util::RuntimeFailure(reply["error"].value("desc", "stop failed"), "stop-failed");
     json out = reply.at("return");
     out["supervised"] = true;
@@ -199,11 +240,17 @@ json stop_launcher(const VmHandle& vm, std::chrono::seconds timeout) {
 
 }  // namespace
 
-json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force) {
-    if (vm.liveness != Liveness::unsupervised) {
+json vm_stop(const Context& ctx, const VmHandle& given, std::chrono::seconds timeout, bool force, const Warn& warn) {
+    VmHandle vm = given;
+    if (vm.liveness != Liveness::unsupervised && !vm.supervisor_silent) {
         auto answering = ControlClient::connect(vm.dir.control_socket());
         if (!answering) return stop_launcher(vm, timeout);
-        return stop_through(*answering, timeout, force);
+        if (auto out = stop_through(*answering, timeout, force)) return *out;
+        // A launcher without QEMU that does not answer (still launching, or giving the devices
+        // back): SIGTERM, and wait for it.
+        if (vm.liveness != Liveness::supervised) return stop_launcher(vm, timeout);
+        vm.supervisor_silent = true;
+        if (warn) warn(silence(vm) + "; stopping QEMU over its rescue QMP socket instead");
     }
     // No supervisor: the same stop policy, over the rescue QMP socket and signals.
     std::string how = "the guest powered off";
@@ -216,50 +263,82 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
     }
     if (!gone) throw std::runtime_error("QEMU (pid " + std::to_string(vm.state.qemu_pid) + ") of \"" + vm.dir.name() + "\" did not end");
     json out = {{"reason", "stop-requested"}, {"detail", how}, {"supervised", false}};
-    if (has_journal(ctx, vm.dir.name())) {
+    if (vm.supervisor_silent) {
+        // Its directory and the devices stay the supervisor's: it gives them back when it runs
+        // again (it sees QEMU gone), or `kvmgpu restore` does once it has been killed.
+        out["devices_waiting"] = vm.state.devices;
+        out["hint"] = silence(vm) + ": it gives the devices back if it runs again; if it is hung, kill it (kill -9 " +
+                      std::to_string(vm.state.supervisor_pid) + ") and run `kvmgpu restore " + vm.dir.name() + "`";
+    } else if (has_journal(ctx, vm.dir.name())) {
         out["devices_waiting"] = vm.state.devices;
         out["hint"] = "its supervisor was gone, so the devices were not given back: run `kvmgpu restore " + vm.dir.name() + "`";
     } else {
-        vm.dir.remove();
+        vm.dir.remove_if_stale();  // unless a new launch of the name has taken it meanwhile
     }
     return out;
 }
 
-json qmp_by_name(const Context& ctx, const std::string& name, const json& command, std::chrono::milliseconds timeout) {
-    if (auto reply = try_supervisor(ctx, name, command, timeout)) return *reply;
+json qmp_by_name(const Context& ctx, const std::string& name, const json& command, std::chrono::milliseconds timeout,
+                 const Warn& warn) {
+    if (valid_vm_name(name)) {
+        try {
+            // The fast path: a supervisor that answers needs no state file and no /proc.
+            if (auto reply = ask(VmDir(ctx, name), command, timeout)) return *reply;
+        } catch (const NoAnswer&) {
+            const auto vm = past_silent_supervisor(ctx, name, warn, "sending the command to QEMU's rescue QMP socket instead");
+            return vm_qmp(vm, command, timeout);
+        }
+    }
     return vm_qmp(find_vm(ctx, name), command, timeout);
 }
 
-VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout) {
-    if (auto reply = try_supervisor(ctx, name, request_json(StatusRequest{}), timeout); reply && reply->contains("return"))
-        return (*reply)["return"].get<VmStatus>();
+VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout,
+                        const Warn& warn) {
+    if (valid_vm_name(name)) {
+        try {
+            // The supervisor's own wait for QEMU is bounded by kStatusQueryTimeout.
+            const auto work = std::min(timeout, kStatusQueryTimeout + std::chrono::milliseconds(1000));
+            if (auto reply = ask(VmDir(ctx, name), request_json(StatusRequest{}), work); reply && reply->contains("return"))
+                return (*reply)["return"].get<VmStatus>();
+        } catch (const NoAnswer&) {
+            return vm_status(past_silent_supervisor(ctx, name, warn, "asking QEMU's rescue QMP socket instead"), timeout);
+        }
+    }
     return vm_status(find_vm(ctx, name), timeout);
 }
 
-json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force) {
-    // The fast path: a supervisor that answers needs no state file and no /proc.
+json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force, const Warn& warn) {
     if (valid_vm_name(name))
-        if (auto client = ControlClient::connect(VmDir(ctx, name).control_socket())) return stop_through(*client, timeout, force);
-    return vm_stop(ctx, find_vm(ctx, name), timeout, force);
+        if (auto client = ControlClient::connect(VmDir(ctx, name).control_socket())) {
+            if (auto out = stop_through(*client, timeout, force)) return *out;
+            const auto vm = past_silent_supervisor(ctx, name, warn, "stopping QEMU over its rescue QMP socket instead");
+            return vm_stop(ctx, vm, timeout, force, warn);
+        }
+    return vm_stop(ctx, find_vm(ctx, name), timeout, force, warn);
 }
 
 ControlClient open_events(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout) {
     const auto vm = find_vm(ctx, name);
     if (vm.liveness != Liveness::supervised)
         throw NotRunning("\"" + name + "\" has no supervisor to stream events from");
-    auto client = connect_supervisor(vm);
-    const auto first = client.request(request_json(EventsRequest{}), Clock::now() + timeout);
+    auto client = ControlClient::connect(vm.dir.control_socket());
+    if (!client) throw NotRunning("the supervisor of \"" + name + "\" is not answering yet (still starting?); try again");
+    const auto first = ask(*client, request_json(EventsRequest{}), timeout);
     if (first.contains("error")) throw util::RuntimeFailure(first["error"].value("desc", "events failed"));
-    return client;
+    return std::move(*client);
 }
 
 VmTable list_vms(const Context& ctx) {
     VmTable table;
     for (const auto& dir : list_vm_dirs(ctx)) {
         try {
-            const auto vm = find_vm(ctx, dir.name());
+            auto vm = find_vm(ctx, dir.name());
             VmRow row{vm.state, std::string(liveness_name(vm.liveness)), "unknown"};
             try {
+                row.status = vm_status(vm, std::chrono::milliseconds(2000)).status;
+            } catch (const NoAnswer&) {
+                vm.supervisor_silent = true;
+                row.liveness = "not-answering";
                 row.status = vm_status(vm, std::chrono::milliseconds(2000)).status;
             } catch (const std::exception&) {
             }

@@ -3,6 +3,7 @@
 // and talk to the supervisor's control socket — or, when the supervisor is gone, to QEMU's
 // rescue QMP socket directly.
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -21,20 +22,27 @@ struct NotRunning : util::RuntimeFailure {
     explicit NotRunning(const std::string& message) : util::RuntimeFailure(message, "not-running") {}
 };
 
+// How long a supervisor has to read a request of a kvmgpu command (the request's "deadline").
+// One that has not answered by then is taken as stopped or hung: the command falls back to QEMU's
+// rescue QMP socket, and the supervisor, should it run again, refuses the late request.
+inline constexpr std::chrono::milliseconds kSupervisorReadsWithin{5000};
+
+// A note for the user about a fallback taken (the CLI prints it as a warning).
+using Warn = std::function<void(const std::string&)>;
+
 struct VmHandle {
     VmDir dir;
     VmState state;
     Liveness liveness;
+    // The supervisor runs but did not answer (stopped or hung): QEMU is reached over the rescue
+    // socket as if it were gone, and what the supervisor owns (its directory) is left to it.
+    bool supervisor_silent = false;
 };
 
 // Finds a running VM. A left-over directory of a VM that is gone is removed (unless devices of
-// that VM still wait in a restore journal) and reported as NotRunning.
+// that VM still wait in a restore journal; and only while no launch has taken the name over, under
+// the runtime directory's lock) and reported as NotRunning.
 VmHandle find_vm(const Context& ctx, const std::string& name);
-
-// The fast path for one request: straight to the supervisor's control socket when it answers
-// (no state file, no /proc), else nullopt and the caller takes find_vm's careful path.
-std::optional<nlohmann::json> try_supervisor(const Context& ctx, const std::string& name,
-                                             const nlohmann::json& request, std::chrono::milliseconds timeout);
 
 // Sends one QMP command object to the VM (through the supervisor, or the rescue socket) and
 // returns QEMU's reply object ({"return": ...} or {"error": ...}).
@@ -46,14 +54,20 @@ VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout);
 // Ends the VM: ACPI power button (unless `force`), up to `timeout` for the guest, then quit,
 // then SIGKILL. Through the supervisor this returns once the devices are back; without one
 // the returned object says whether devices still wait for `kvmgpu restore`.
-nlohmann::json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force);
+// A supervisor that does not answer is passed by as in stop_by_name.
+nlohmann::json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeout, bool force,
+                       const Warn& warn = {});
 
 // What each command acting on a VM by name does: the fast path straight to the supervisor, else
-// the careful one through the VM directory (find_vm). These are the CLI's entry points.
+// the careful one through the VM directory (find_vm). A supervisor that does not read the
+// request within kSupervisorReadsWithin is passed by: the command goes to QEMU's rescue socket
+// and `warn` says so. These are the CLI's entry points.
 nlohmann::json qmp_by_name(const Context& ctx, const std::string& name, const nlohmann::json& command,
-                           std::chrono::milliseconds timeout);
-VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout);
-nlohmann::json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force);
+                           std::chrono::milliseconds timeout, const Warn& warn = {});
+VmStatus status_by_name(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout,
+                        const Warn& warn = {});
+nlohmann::json stop_by_name(const Context& ctx, const std::string& name, std::chrono::seconds timeout, bool force,
+                            const Warn& warn = {});
 // A control connection already subscribed to the VM's events: read them with next().
 ControlClient open_events(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout);
 

@@ -53,7 +53,7 @@ std::optional<nlohmann::json> ControlClient::next(std::optional<Clock::time_poin
         int timeout_ms = -1;
         if (deadline) {
             const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
-            if (left.count() <= 0) throw std::runtime_error("the supervisor did not answer in time");
+            if (left.count() <= 0) throw NoAnswer("the supervisor did not answer in time");
             timeout_ms = static_cast<int>(left.count());
         }
         pollfd pfd{fd_.get(), POLLIN, 0};

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
@@ -17,6 +18,11 @@
 #include "util/fd.hpp"
 
 namespace kvmgpu::app {
+
+// The supervisor did not answer before the deadline (stopped, hung, or slower than allowed).
+struct NoAnswer : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
 
 class ControlClient {
 public:
@@ -26,11 +32,12 @@ public:
     // gone). Throws std::system_error for other failures.
     static std::optional<ControlClient> connect(const std::filesystem::path& socket);
 
-    // Sends one request and returns its reply. Throws std::runtime_error on EOF or at the deadline.
+    // Sends one request and returns its reply. Throws NoAnswer at the deadline, std::runtime_error
+    // on EOF.
     nlohmann::json request(const nlohmann::json& req, Clock::time_point deadline);
     // Sends one line without waiting for a reply.
     void send(const nlohmann::json& req);
-    // The next line as JSON; nullopt at EOF. Throws std::runtime_error at the deadline.
+    // The next line as JSON; nullopt at EOF. Throws NoAnswer at the deadline.
     std::optional<nlohmann::json> next(std::optional<Clock::time_point> deadline);
 
 private:

@@ -32,6 +32,16 @@ ControlRequest parse_kvmgpu_request(const json& req) {
                      "{\"kvmgpu\": \"status\"|\"stop\"|\"events\"}");
 }
 
+std::optional<ControlClock::time_point> parse_deadline(const json& req) {
+    if (!req.contains("deadline")) return std::nullopt;
+    const json& value = req["deadline"];
+    // A clock of milliseconds since boot: a year of uptime is 3.2e10, far from overflow.
+    constexpr std::int64_t kMax = std::int64_t{1} << 52;
+    if (!value.is_number_integer() || value.get<std::int64_t>() < 0 || value.get<std::int64_t>() > kMax)
+        throw BadRequest("\"deadline\" is a whole number of milliseconds of CLOCK_MONOTONIC, not " + value.dump());
+    return ControlClock::time_point(std::chrono::milliseconds(value.get<std::int64_t>()));
+}
+
 }  // namespace
 
 ParsedRequest parse_request(const std::string& line) {
@@ -43,15 +53,19 @@ ParsedRequest parse_request(const std::string& line) {
     }
     if (!req.is_object()) throw BadRequest("a request is a JSON object");
     const json id = req.contains("id") ? req["id"] : json(nullptr);
-    if (req.contains("execute")) return {QmpRequest{std::move(req)}, id};
     try {
-        return {parse_kvmgpu_request(req), id};
+        const auto deadline = parse_deadline(req);
+        if (req.contains("execute")) {
+            req.erase("deadline");
+            return {QmpRequest{std::move(req)}, id, deadline};
+        }
+        return {parse_kvmgpu_request(req), id, deadline};
     } catch (const BadRequest& e) {
         throw BadRequest(e.what(), id);
     }
 }
 
-json request_json(const ControlRequest& request, const json& id) {
+json request_json(const ControlRequest& request, const json& id, std::optional<ControlClock::time_point> deadline) {
     json j = std::visit(
         [](const auto& r) -> json {
             using T = std::decay_t<decltype(r)>;
@@ -66,6 +80,8 @@ json request_json(const ControlRequest& request, const json& id) {
         },
         request);
     if (!id.is_null()) j["id"] = id;
+    if (deadline)
+        j["deadline"] = std::chrono::duration_cast<std::chrono::milliseconds>(deadline->time_since_epoch()).count();
     return j;
 }
 

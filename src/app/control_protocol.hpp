@@ -11,9 +11,12 @@
 //    "force": B}                              devices are back (see StoppedEvent)
 //   {"kvmgpu": "events"}                      {"return": {}}, then one event object per line
 //
-// Every request may carry "id" (any JSON value); its reply carries the same "id". A request
-// that cannot be understood gets {"error": {"class": "GenericError", "desc": ...}} and the
-// connection stays usable.
+// Every request may carry "id" (any JSON value); its reply carries the same "id". Every request
+// may carry "deadline": CLOCK_MONOTONIC in whole milliseconds; a request the supervisor reads
+// after it is answered with an error and not carried out (kvmgpu's own commands always send one,
+// so a request to a supervisor that was stopped or hung does not happen later, after the command
+// gave up and fell back to QEMU's rescue socket). A request that cannot be understood gets
+// {"error": {"class": "GenericError", "desc": ...}} and the connection stays usable.
 #include <sys/types.h>
 
 #include <chrono>
@@ -39,6 +42,10 @@ struct QmpRequest {
 };
 using ControlRequest = std::variant<StatusRequest, StopRequest, EventsRequest, QmpRequest>;
 
+// How long the supervisor waits for QEMU's run state before it answers a status with
+// "unknown" and the reason (a stopped or hung QEMU).
+inline constexpr std::chrono::milliseconds kStatusQueryTimeout{3000};
+
 // The longest a stop may give the guest: a day. Longer is a typo, and would overflow timers.
 inline constexpr std::chrono::seconds kMaxStopTimeout{86400};
 
@@ -50,16 +57,22 @@ struct BadRequest : std::runtime_error {
     nlohmann::json id;
 };
 
+// The clock of "deadline": CLOCK_MONOTONIC, which every process of the host shares.
+using ControlClock = std::chrono::steady_clock;
+
 struct ParsedRequest {
     ControlRequest request;
     nlohmann::json id;  // null when the request had none
+    std::optional<ControlClock::time_point> deadline;
 };
 
 // One line from a client. Throws BadRequest naming what is wrong (not JSON, not an object, an
-// unknown request, a timeout that is not a whole number of seconds in [0, kMaxStopTimeout]).
+// unknown request, a timeout that is not a whole number of seconds in [0, kMaxStopTimeout], a
+// deadline that is not a whole number of milliseconds). A QMP command loses its "deadline".
 ParsedRequest parse_request(const std::string& line);
 // The line a client sends (without "\n").
-nlohmann::json request_json(const ControlRequest& request, const nlohmann::json& id = nullptr);
+nlohmann::json request_json(const ControlRequest& request, const nlohmann::json& id = nullptr,
+                            std::optional<ControlClock::time_point> deadline = std::nullopt);
 
 // What `kvmgpu status` shows: from the supervisor, or from the VM directory when there is none.
 struct VmStatus {

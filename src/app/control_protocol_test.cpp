@@ -57,6 +57,12 @@ TEST_CASE("malformed control requests are refused with a reason and keep their i
              Case{R"({"kvmgpu": "stop", "timeout": -1})", "from 0 to 86400", nullptr},
              Case{R"({"kvmgpu": "stop", "timeout": "60"})", "\"timeout\"", nullptr},
              Case{R"({"kvmgpu": "stop", "force": "yes"})", "\"force\" is true or false", nullptr},
+             Case{R"({"kvmgpu": "stop", "timeout": 18446744073709551615})", "from 0 to 86400", nullptr},
+             Case{R"({"kvmgpu": "status", "deadline": "soon", "id": 2})", "\"deadline\" is a whole number of milliseconds", 2},
+             Case{R"({"kvmgpu": "status", "deadline": -5})", "\"deadline\"", nullptr},
+             Case{R"({"kvmgpu": "status", "deadline": 1.5})", "\"deadline\"", nullptr},
+             Case{R"({"kvmgpu": "status", "deadline": 18446744073709551615})", "\"deadline\"", nullptr},
+             Case{R"({"execute": "stop", "deadline": 9223372036854775807, "id": 4})", "\"deadline\"", 4},
          }) {
         INFO(c.line);
         try {
@@ -111,4 +117,14 @@ TEST_CASE("replies carry the request's id only when it had one", "[app][control]
     CHECK(return_reply(json::object(), nullptr) == json{{"return", json::object()}});
     CHECK(return_reply(1, "a") == json{{"return", 1}, {"id", "a"}});
     CHECK(error_reply("no", 2) == json{{"error", {{"class", "GenericError"}, {"desc", "no"}}}, {"id", 2}});
+}
+
+TEST_CASE("a request's deadline is read on CLOCK_MONOTONIC and never reaches QEMU", "[app][control]") {
+    const auto at = ControlClock::time_point(std::chrono::milliseconds(123456));
+    const auto status = parse_request(request_json(StatusRequest{}, 1, at).dump());
+    CHECK(status.deadline == at);
+    const auto qmp = parse_request(R"({"execute": "query-status", "deadline": 123456, "id": 9})");
+    CHECK(qmp.deadline == at);
+    CHECK(std::get<QmpRequest>(qmp.request).command == json{{"execute", "query-status"}, {"id", 9}});
+    CHECK_FALSE(parse_request(R"({"kvmgpu": "status"})").deadline);
 }

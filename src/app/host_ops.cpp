@@ -122,7 +122,7 @@ RestoreResult restore_vm(const Context& ctx, const std::string& name, host::Sysf
             if (lock.owner.vm == name && !lock.alive) stale.push_back(lock.address);
         host::release_locks(host_dir, name, stale);
     }
-    if (out.report.ok()) dir.remove();  // a left-over runtime directory goes with it
+    if (out.report.ok()) dir.remove_if_stale();  // a left-over runtime directory goes with it (not a new launch's)
     return out;
 }
 

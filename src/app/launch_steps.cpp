@@ -96,9 +96,13 @@ void runtime_dir_step(LaunchRun& run) {
         run.fail("runtime-dir", "creating " + run.dir.path().string(), e.what());
     }
     run.revert.add([&run] { run.dir.remove(); });
-    // The VM's own files (OVMF variables, TPM state, the poststop hook's log) live here.
-    fs::create_directories(run.facts.layout.state_dir);
-    ::chmod(run.facts.layout.state_dir.c_str(), 0700);
+    // The VM's own files (OVMF variables, TPM state, the poststop hook's log) live here; root's
+    // QEMU writes them, so nobody else may have a say in where they lead.
+    try {
+        ensure_vm_state_dir(run.facts.layout);
+    } catch (const std::exception& e) {
+        run.fail("runtime-dir", "checking the state directory " + run.facts.layout.state_dir.string(), e.what());
+    }
 }
 
 // 3. Device reservations, so that no other VM takes them while this one runs.

@@ -173,7 +173,9 @@ private:
             std::optional<RunState> state = run_state_.known();
             if (!state) {
                 const auto asked = run_state_.epoch();
-                const auto q = co_await qmp_.execute("query-status");
+                // Bounded below the client's wait, so that a stopped or hung QEMU gets an answer
+                // that says so instead of a client that gives up.
+                const auto q = co_await qmp_.execute("query-status", nullptr, kStatusQueryTimeout);
                 state = RunState{q.at("status").get<std::string>(), q.at("running").get<bool>()};
                 run_state_.answered(*state, asked);
             }
@@ -181,7 +183,8 @@ private:
             status.running = state->running;
         } catch (const std::exception& e) {
             status.status = "unknown";
-            status.error = e.what();
+            status.error = "QEMU (pid " + std::to_string(state_.qemu_pid) + ") did not tell its run state (" + e.what() +
+                           "); it may be stopped (SIGSTOP) or hung";
         }
         co_return status;
     }

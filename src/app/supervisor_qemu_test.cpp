@@ -2,15 +2,22 @@
 // driven by `kvmgpu pause|resume|status|stop|qmp` processes and signals, as a user would.
 #include <catch2/catch.hpp>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <functional>
 #include <set>
 #include <fstream>
 #include <thread>
 
 #include "app/control_client.hpp"
+#include "app/control_protocol.hpp"
 #include "kvmgpu_process.hpp"
 #include "util/proc.hpp"
 
@@ -427,6 +434,26 @@ TEST_CASE("a malformed control request gets an error reply and the connection st
     CHECK(client->request({{"kvmgpu", 7}}, deadline).contains("error"));
     client->send(json("not an object"));
     CHECK(client->next(deadline)->contains("error"));
+    // Bytes that are not UTF-8 come back quoted in the error, replaced, and break nothing.
+    const auto fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, (w.runtime / "strict" / "control.sock").c_str(), sizeof addr.sun_path - 1);
+    REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    const std::string not_utf8 = "{\"id\": \"\xff\"}\n{\"kvmgpu\": \"status\"}\n";
+    REQUIRE(::write(fd, not_utf8.data(), not_utf8.size()) == static_cast<ssize_t>(not_utf8.size()));
+    std::string replies;
+    while (std::count(replies.begin(), replies.end(), '\n') < 2) {
+        pollfd p{fd, POLLIN, 0};
+        REQUIRE(::poll(&p, 1, 10'000) == 1);
+        char chunk[4096];
+        const auto n = ::read(fd, chunk, sizeof chunk);
+        REQUIRE(n > 0);
+        replies.append(chunk, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    CHECK(json::parse(replies.substr(0, replies.find('\n'))).contains("error"));
+    CHECK(json::parse(replies.substr(replies.find('\n') + 1))["return"]["status"] == "running");
     CHECK(client->request({{"kvmgpu", "status"}}, deadline)["return"]["status"] == "running");
     REQUIRE(w.cli({"stop", "strict", "--force"}).status == 0);
     CHECK(sup->wait() == 0);
@@ -492,4 +519,118 @@ TEST_CASE("status follows pause and resume from the events, without asking QEMU 
     }
     REQUIRE(w.cli({"stop", "follow", "--force"}).status == 0);
     CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("with the supervisor stopped, status and stop fall back to the rescue socket and a late stop is not carried out",
+          "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("frozen"));
+    const auto running = sup->wait_event("running");
+    const pid_t qemu = running["qemu_pid"].get<pid_t>();
+    // A stop sent just before the supervisor stops, with a deadline that passes while it is stopped.
+    auto client = app::ControlClient::connect(w.runtime / "frozen" / "control.sock");
+    REQUIRE(client);
+    sup->signal(SIGSTOP);
+    const auto soon = app::ControlClock::now() + std::chrono::milliseconds(300);
+    client->send(app::request_json(app::StopRequest{std::chrono::seconds(0), true}, 1, soon));
+
+    const auto started = Clock::now();
+    const auto status = w.cli({"status", "frozen", "--json"});
+    INFO(status.err);
+    CHECK(status.status == 0);
+    CHECK(Clock::now() - started < std::chrono::seconds(15));
+    CHECK(status.err.find("did not answer within 5 s (stopped or hung?)") != std::string::npos);
+    CHECK(status.err.find("rescue QMP socket") != std::string::npos);
+    const auto seen = json::parse(status.out);
+    CHECK(seen["status"] == "running");
+    CHECK(seen["liveness"] == "not-answering");
+
+    // Woken after its deadline, the supervisor refuses the stop: the VM runs on.
+    sup->signal(SIGCONT);
+    const auto refused = client->next(Clock::now() + std::chrono::seconds(10));
+    REQUIRE(refused);
+    CHECK((*refused)["error"]["desc"].get<std::string>().find("after its deadline") != std::string::npos);
+    CHECK(status_of(w, "frozen")["status"] == "running");
+    CHECK(util::process_alive(qemu));
+
+    // Stopped again, a stop ends QEMU over the rescue socket; the supervisor, once it runs,
+    // sees QEMU gone and cleans up.
+    sup->signal(SIGSTOP);
+    const auto stop = w.cli({"stop", "frozen", "--force", "--json"});
+    INFO(stop.err);
+    CHECK(stop.status == 0);
+    CHECK(stop.err.find("stopping QEMU over its rescue QMP socket instead") != std::string::npos);
+    CHECK(json::parse(stop.out)["supervised"] == false);
+    CHECK_FALSE(util::process_alive(qemu));
+    sup->signal(SIGCONT);
+    sup->wait(std::chrono::seconds(30));
+    CHECK_FALSE(fs::exists(w.runtime / "frozen"));
+}
+
+TEST_CASE("status of a VM whose QEMU is stopped fails with the reason instead of printing unknown", "[runtime][qemu]") {
+    World w;
+    auto sup = w.run(w.profile("stuck"));
+    const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
+    // Paused, the run state is not known from events alone: status has to ask QEMU.
+    REQUIRE(w.cli({"pause", "stuck"}).status == 0);
+    ::kill(qemu, SIGSTOP);
+    const auto started = Clock::now();
+    const auto status = w.cli({"status", "stuck"});
+    CHECK(status.status == 1);
+    CHECK(Clock::now() - started < std::chrono::seconds(9));
+    CHECK(status.err.find("the status of \"stuck\" is unknown: QEMU (pid " + std::to_string(qemu) +
+                          ") did not tell its run state") != std::string::npos);
+    CHECK(status.err.find("stopped (SIGSTOP) or hung") != std::string::npos);
+    ::kill(qemu, SIGCONT);
+    REQUIRE(w.cli({"stop", "stuck", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("a start on a full runtime filesystem fails clearly and leaves no directory to block the name", "[runtime]") {
+    World w;
+    // A real full filesystem: a small tmpfs, filled up (needs root; not a host setting).
+    fs::create_directories(w.runtime);
+    if (::mount("kvmgpu-test", w.runtime.c_str(), "tmpfs", 0, "size=256k,mode=0700") != 0) {
+        WARN("not run: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount {
+        fs::path at;
+        ~Unmount() { ::umount2(at.c_str(), MNT_DETACH); }
+    } unmount{w.runtime};
+    {
+        std::ofstream fill(w.runtime / ".fill");
+        fill << std::string(1024 * 1024, 'x');  // more than fits
+    }
+    const auto r = w.cli({"run", w.profile("full").string()});
+    INFO(r.err);
+    CHECK(r.status == 1);
+    CHECK(r.err.find("No space left on device") != std::string::npos);
+    CHECK_FALSE(fs::exists(w.runtime / "full"));
+    // With room again, the name is free.
+    fs::remove(w.runtime / ".fill");
+    auto sup = w.run(w.profile("full"));
+    sup->wait_event("running");
+    REQUIRE(w.cli({"stop", "full", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+}
+
+TEST_CASE("a symlink planted in a VM's state directory refuses the launch and its target is left alone", "[runtime]") {
+    World w;
+    const auto target = w.dir.path() / "precious";
+    std::ofstream(target) << "keep";
+    fs::create_directories(w.state / "planted");
+    fs::permissions(w.state / "planted", fs::perms::owner_all);
+    fs::create_symlink(target, w.state / "planted" / "OVMF_VARS.fd");
+    auto sup = w.run(w.profile("planted"));
+    CHECK(sup->wait(std::chrono::seconds(30)) == 1);
+    const auto failed = std::find_if(sup->seen.begin(), sup->seen.end(), [](const json& e) { return e.value("ok", true) == false; });
+    REQUIRE(failed != sup->seen.end());
+    CHECK((*failed)["step"] == "runtime-dir");
+    CHECK((*failed)["error"].get<std::string>().find("OVMF_VARS.fd\" is not a regular file") != std::string::npos);
+    std::ifstream in(target);
+    std::string content;
+    in >> content;
+    CHECK(content == "keep");
+    CHECK_FALSE(fs::exists(w.runtime / "planted"));
 }

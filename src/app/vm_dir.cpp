@@ -2,6 +2,7 @@
 
 #include <nlohmann/json.hpp>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,52 @@
 namespace kvmgpu::app {
 
 namespace fs = std::filesystem;
+
+namespace {
+
+[[noreturn]] void fail(const std::string& what) { throw std::system_error(errno, std::generic_category(), what); }
+
+// RUNTIME's lock (flock on the directory itself), held while a launch claims a name (looks for a
+// live VM, clears a left-over directory, makes its own and writes its state) and while a command
+// clears a left-over directory: neither can then remove a directory the other has just made.
+class RuntimeLock {
+public:
+    explicit RuntimeLock(const fs::path& runtime) : fd_(::open(runtime.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+        if (!fd_) fail("cannot open the runtime directory \"" + runtime.string() + "\"");
+        while (::flock(fd_.get(), LOCK_EX) != 0)
+            if (errno != EINTR) fail("cannot lock the runtime directory \"" + runtime.string() + "\"");
+    }
+
+private:
+    util::Fd fd_;
+};
+
+// Writes `text` to `file` through a temporary file and a rename, so readers see the old or the
+// new content. Every failure (a full filesystem among them) throws naming the file, and leaves
+// no temporary file.
+void replace_file(const fs::path& file, const std::string& text) {
+    const fs::path tmp = file.string() + ".tmp";
+    util::Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) fail("cannot write \"" + tmp.string() + "\"");
+    struct Unlink {
+        const fs::path& path;
+        bool armed = true;
+        ~Unlink() {
+            if (armed) ::unlink(path.c_str());
+        }
+    } unlink_tmp{tmp};
+    for (std::size_t done = 0; done < text.size();) {
+        const auto n = ::write(fd.get(), text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) fail("cannot write \"" + tmp.string() + "\"");
+        done += static_cast<std::size_t>(n);
+    }
+    if (::close(fd.release()) != 0) fail("cannot write \"" + tmp.string() + "\"");
+    if (::rename(tmp.c_str(), file.c_str()) != 0) fail("cannot rename \"" + tmp.string() + "\"");
+    unlink_tmp.armed = false;
+}
+
+}  // namespace
 
 void to_json(nlohmann::json& j, const VmState& s) {
     j = {{"name", s.name},
@@ -70,17 +117,7 @@ std::optional<VmState> VmDir::read_state() const {
     }
 }
 
-void VmDir::write_state(const VmState& state) const {
-    const fs::path tmp = state_file().string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << nlohmann::json(state).dump() << "\n";
-        if (!out.flush())
-            throw std::system_error(errno, std::generic_category(),
-                                    "cannot write \"" + tmp.string() + "\"");
-    }
-    fs::rename(tmp, state_file());
-}
+void VmDir::write_state(const VmState& state) const { replace_file(state_file(), nlohmann::json(state).dump() + "\n"); }
 
 Liveness VmDir::liveness(const VmState& s) const {
     const bool supervisor = util::process_alive(s.supervisor_pid, s.supervisor_start);
@@ -93,6 +130,7 @@ Liveness VmDir::liveness(const VmState& s) const {
 
 void VmDir::create(const VmState& provisional) const {
     ensure_private_dir(path().parent_path());
+    RuntimeLock lock(path().parent_path());
     if (exists()) {
         std::optional<VmState> state;
         try {
@@ -100,6 +138,7 @@ void VmDir::create(const VmState& provisional) const {
         } catch (const std::exception&) {
             // A damaged state file belongs to no live VM we could find.
         }
+        // Under the lock a launch has its state written, so a directory without one is left over.
         if (state && liveness(*state) != Liveness::stale)
             throw std::runtime_error("a VM named \"" + name_ + "\" is already " +
                                      (liveness(*state) == Liveness::starting ? "starting" : "running") +
@@ -108,31 +147,68 @@ void VmDir::create(const VmState& provisional) const {
                                      std::to_string(state->qemu_pid) + "); stop it first: kvmgpu stop " + name_);
         remove();
     }
-    // mkdir is the exclusion between two launches of one name: only one of them creates it.
     if (::mkdir(path().c_str(), 0700) != 0)
-        throw std::system_error(errno, std::generic_category(),
-                                errno == EEXIST ? "another kvmgpu is starting \"" + name_ + "\" right now"
-                                                : "cannot create the runtime directory \"" + path().string() + "\"");
-    // At once, so that a VM that is starting is never taken for a left-over directory.
-    write_state(provisional);
+        fail("cannot create the runtime directory \"" + path().string() + "\"");
+    // At once, so that a VM that is starting is never taken for a left-over directory; a start
+    // that cannot write it (a full filesystem) leaves nothing that would block the name.
+    try {
+        write_state(provisional);
+    } catch (...) {
+        remove();
+        throw;
+    }
 }
 
-void ensure_private_dir(const fs::path& dir) {
+bool VmDir::remove_if_stale() const {
+    if (!exists()) return true;
+    RuntimeLock lock(path().parent_path());
+    std::optional<VmState> state;
+    try {
+        state = read_state();
+    } catch (const std::exception&) {
+    }
+    if (state && liveness(*state) != Liveness::stale) return false;
+    remove();
+    return true;
+}
+
+void ensure_private_dir(const fs::path& dir, std::string_view what, std::string_view option) {
     std::error_code ec;
     if (!fs::exists(dir, ec)) {
         fs::create_directories(dir.parent_path(), ec);
         if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-            throw std::system_error(errno, std::generic_category(), "cannot create \"" + dir.string() + "\"");
+            fail("cannot create the " + std::string(what) + " \"" + dir.string() + "\"");
     }
     // Another user must not own or be able to write the directory whose state files decide
-    // which pids kvmgpu signals (a predictable /tmp path could be planted).
+    // which pids kvmgpu signals, or whose files root's QEMU writes (a predictable /tmp path, or
+    // a symlink in it, could be planted).
     struct stat st {};
-    if (::lstat(dir.c_str(), &st) != 0)
-        throw std::system_error(errno, std::generic_category(), "cannot inspect \"" + dir.string() + "\"");
+    if (::lstat(dir.c_str(), &st) != 0) fail("cannot inspect the " + std::string(what) + " \"" + dir.string() + "\"");
     if (!S_ISDIR(st.st_mode) || st.st_uid != ::geteuid() || (st.st_mode & 022))
-        throw std::runtime_error("the runtime directory \"" + dir.string() +
+        throw std::runtime_error("the " + std::string(what) + " \"" + dir.string() +
                                  "\" is not a directory owned by this user and writable only by it; "
-                                 "remove it or choose another with --runtime-dir");
+                                 "remove it or choose another with " + std::string(option));
+}
+
+void ensure_vm_state_dir(const util::VmLayout& layout) {
+    ensure_private_dir(layout.state_dir.parent_path(), "state directory", "--state-dir");
+    ensure_private_dir(layout.state_dir, "state directory", "--state-dir");
+    if (::chmod(layout.state_dir.c_str(), 0700) != 0) fail("cannot chmod \"" + layout.state_dir.string() + "\"");
+    // What kvmgpu, QEMU and swtpm write in it by name: none may lead elsewhere.
+    for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.poststop_log(), false},
+                                           std::pair{layout.release_log(), false}, std::pair{layout.tpm_state(), true}}) {
+        struct stat st {};
+        if (::lstat(file.c_str(), &st) != 0) {
+            if (errno == ENOENT) continue;
+            fail("cannot inspect \"" + file.string() + "\"");
+        }
+        const bool right_type = directory ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && st.st_nlink == 1;
+        if (!right_type || st.st_uid != ::geteuid())
+            throw std::runtime_error("\"" + file.string() + "\" is not a " + (directory ? "directory" : "regular file") +
+                                     " owned by this user" + (directory ? "" : " with one link") +
+                                     " (a symlink or a link to another file is refused: QEMU would write through it); "
+                                     "remove it, then start the VM again");
+    }
 }
 
 void VmDir::remove() const {
@@ -156,7 +232,16 @@ std::string VmDir::log_tail(std::size_t lines) const {
 std::vector<VmDir> list_vm_dirs(const Context& ctx) {
     std::vector<VmDir> out;
     std::error_code ec;
-    for (const auto& entry : fs::directory_iterator(ctx.runtime_dir, ec)) {
+    fs::directory_iterator entries(ctx.runtime_dir, ec);
+    // No runtime directory: no VM has run. One that cannot be read is not an empty one.
+    if (ec && ec != std::errc::no_such_file_or_directory)
+        throw std::system_error(ec, "cannot list the runtime directory \"" + ctx.runtime_dir.string() +
+                                        "\" (" + (ec == std::errc::permission_denied
+                                                        ? "its VMs are another user's: run this as root or as that user, "
+                                                          "or choose the directory with --runtime-dir"
+                                                        : "check it") +
+                                        ")");
+    for (const auto& entry : entries) {
         const auto name = entry.path().filename().string();
         if (name.empty() || name.front() == '.' || !entry.is_directory()) continue;
         out.emplace_back(ctx, name);

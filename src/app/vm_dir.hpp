@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -68,11 +69,16 @@ public:
     Liveness liveness(const VmState& state) const;
 
     // Creates the directory (0700, and RUNTIME itself when missing) and writes `provisional`
-    // as its state at once. A directory left by a VM that no longer runs is removed first; one
-    // whose VM still runs or starts is an error naming it.
+    // as its state at once, all under RUNTIME's lock: of two launches of one name, one wins and
+    // the other leaves the winner's directory alone. A directory left by a VM that no longer
+    // runs is removed first; one whose VM still runs or starts is an error naming it. When the
+    // state cannot be written (a full filesystem), the new directory is removed again.
     void create(const VmState& provisional) const;
     // Removes the directory and everything in it; quietly does nothing when it is gone.
     void remove() const;
+    // Removes the directory under RUNTIME's lock if its VM is gone; false when a launch has
+    // taken the name over since the caller looked (then nothing is removed).
+    bool remove_if_stale() const;
 
     // The last `lines` lines of qemu.log as they are, for error messages.
     std::string log_tail(std::size_t lines = 15) const;
@@ -83,10 +89,18 @@ private:
 };
 
 // Makes `dir` (0700) if it is missing, and refuses one that is not a directory owned by this
-// user and closed to others.
-void ensure_private_dir(const std::filesystem::path& dir);
+// user and closed to others (`what` and `option` name it and its option in the error).
+void ensure_private_dir(const std::filesystem::path& dir, std::string_view what = "runtime directory",
+                        std::string_view option = "--runtime-dir");
 
-// Every VM directory under RUNTIME, sorted by name.
+// STATE and STATE/NAME pass ensure_private_dir (STATE/NAME made 0700), and the files QEMU, swtpm
+// and the hooks write there by name (OVMF_VARS.fd, tpm/, the logs) are, when they exist, regular
+// files with one link (tpm/ a directory) owned by this user: never a symlink that would make
+// root's QEMU write its target.
+void ensure_vm_state_dir(const util::VmLayout& layout);
+
+// Every VM directory under RUNTIME, sorted by name. An unreadable RUNTIME is an error naming it
+// (a missing one has no VMs).
 std::vector<VmDir> list_vm_dirs(const Context& ctx);
 
 }  // namespace kvmgpu::app

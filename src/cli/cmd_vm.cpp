@@ -19,6 +19,11 @@ const std::string& one_name(const Invocation& inv, const char* usage) {
     return inv.args.front();
 }
 
+// Prints a fallback the command took (a supervisor that did not answer) as a warning.
+app::Warn warner(Invocation& inv) {
+    return [&inv](const std::string& note) { inv.err << "kvmgpu: warning: " << note << "\n"; };
+}
+
 // A reply from QEMU: printed; exit 0 for {"return": ...}, 1 for {"error": ...}.
 int print_reply(Invocation& inv, const json& reply, const std::string& done) {
     if (reply.contains("error")) {
@@ -32,7 +37,7 @@ int print_reply(Invocation& inv, const json& reply, const std::string& done) {
 
 int simple_qmp(Invocation& inv, const char* usage, const char* command, const char* done) {
     const auto& name = one_name(inv, usage);
-    const auto reply = app::qmp_by_name(inv.ctx, name, {{"execute", command}}, kTimeout);
+    const auto reply = app::qmp_by_name(inv.ctx, name, {{"execute", command}}, kTimeout, warner(inv));
     return print_reply(inv, reply, std::string(done) + ": " + name);
 }
 
@@ -51,13 +56,17 @@ int reset_command(Invocation& inv) { return simple_qmp(inv, "reset NAME", "syste
 
 int status_command(Invocation& inv) {
     const auto& name = one_name(inv, "status NAME");
-    const auto status = app::status_by_name(inv.ctx, name, kTimeout);
+    const auto status = app::status_by_name(inv.ctx, name, kTimeout, warner(inv));
+    // A run state nobody could tell (QEMU stopped or hung) is a failure, not a status.
+    if (!status.error.empty())
+        throw util::RuntimeFailure("the status of \"" + name + "\" is unknown: " + status.error, "no-answer");
     if (inv.json) {
         inv.out << json(status).dump() << "\n";
         return ok;
     }
     inv.out << name << ": " << (status.status.empty() ? "unknown" : status.status) << " (QEMU pid " << status.qemu_pid;
     if (status.supervised) inv.out << ", supervisor pid " << status.supervisor_pid;
+    else if (!status.liveness.empty()) inv.out << ", " << status.liveness;
     else inv.out << ", unsupervised";
     inv.out << ")";
     for (const auto& d : status.devices) inv.out << " " << d;
@@ -71,7 +80,7 @@ int stop_command(Invocation& inv) {
     if (timeout > app::kMaxStopTimeout)
         throw UsageError("--timeout " + std::to_string(timeout.count()) + " is more than a day (" +
                          std::to_string(app::kMaxStopTimeout.count()) + " s); give the guest at most that");
-    const auto result = app::stop_by_name(inv.ctx, name, timeout, inv.options.count("force") > 0);
+    const auto result = app::stop_by_name(inv.ctx, name, timeout, inv.options.count("force") > 0, warner(inv));
     if (inv.json) {
         inv.out << result.dump() << "\n";
     } else {
@@ -96,7 +105,7 @@ int qmp_command(Invocation& inv) {
     }
     if (!request.is_object() || !request.contains("execute") || !request["execute"].is_string())
         throw UsageError("a QMP command is an object with \"execute\": e.g. '{\"execute\": \"query-pci\"}'");
-    const auto reply = app::qmp_by_name(inv.ctx, inv.args[0], request, kTimeout);
+    const auto reply = app::qmp_by_name(inv.ctx, inv.args[0], request, kTimeout, warner(inv));
     inv.out << reply.dump(inv.json ? -1 : 2) << "\n";
     return reply.contains("error") ? failure : ok;
 }
