@@ -218,7 +218,8 @@ json vm_stop(const Context& ctx, const VmHandle& vm, std::chrono::seconds timeou
     json out = {{"reason", "stop-requested"}, {"detail", how}, {"supervised", false}};
     if (has_journal(ctx, vm.dir.name())) {
         out["devices_waiting"] = vm.state.devices;
-        out["hint"] = "its supervisor was gone, so the devices were not given back: run `kvmgpu restore " + vm.dir.name() + "`";
+        out["hint"] = "its supervisor was gone, so the devices and files it held were not given back: run `kvmgpu restore " +
+                      vm.dir.name() + "`";
     } else {
         vm.dir.remove();
     }

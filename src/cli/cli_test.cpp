@@ -69,7 +69,7 @@ TEST_CASE("run --dry-run prints one copy-pasteable line and exits 0", "[cli]") {
     CHECK(r.code == 0);
     CHECK(r.err.empty());
     CHECK(r.out.rfind("qemu-system-x86_64 -name guest=demo,debug-threads=on -nodefaults ", 0) == 0);
-    CHECK(r.out.find("path=/tmp/rt/demo/qmp.sock") != std::string::npos);
+    CHECK(r.out.find("path=/tmp/rt/demo/qemu/qmp.sock") != std::string::npos);
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
 }
 
