@@ -866,7 +866,7 @@ TEST_CASE("who QEMU runs as: a missing user is an error with the useradd command
          "/usr/sbin/nologin kvmgpu`"},
         {"the profile's user is missing, no kvm group", [&](auto& p, auto&) { p.security.user = "vmuser"; },
          {"qemu-user-missing"}, {}, "--user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin vmuser`"},
-        {"opted out: root", [&](auto& p, auto&) { p.security.user = "root"; }, {}, {"qemu-runs-as-root"}, "runs as root"},
+        {"opted out: root", [&](auto& p, auto&) { p.security.user = "root"; }, {}, {"qemu-runs-as-root"}, "run as root"},
         {"a user whose uid is 0", [&](auto&, auto& o) { o.qemu_user = util::SystemUser{"toor", 0, 0, "/", {0}}; },
          {}, {"qemu-runs-as-root"}, "whose uid is 0"},
         {"no sandbox", [&](auto& p, auto& o) { p.security.sandbox = false; o.qemu_user = kvmgpu; }, {}, {"sandbox-off"},
