@@ -1,6 +1,7 @@
 #include "host_fixture.hpp"
 
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -267,9 +268,14 @@ std::map<std::string, std::string> HostFixture::snapshot() const {
             if (it->is_directory() && !it->is_symlink()) it.disable_recursion_pending();
             continue;
         }
+        // Owner and mode too: a file given to QEMU's user must come back to its owner.
+        struct stat st {};
+        ::lstat(it->path().c_str(), &st);
+        char owner[64];
+        std::snprintf(owner, sizeof owner, " [%u:%u %04o]", st.st_uid, st.st_gid, st.st_mode & 07777);
         if (it->is_symlink()) out[rel.string()] = "link -> " + fs::read_symlink(it->path()).string();
-        else if (it->is_directory()) out[rel.string()] = "dir";
-        else out[rel.string()] = "file: " + get(it->path());
+        else if (it->is_directory()) out[rel.string()] = std::string("dir") + owner;
+        else out[rel.string()] = "file" + std::string(owner) + ": " + get(it->path());
     }
     return out;
 }

@@ -271,7 +271,8 @@ json vm_stop(const Context& ctx, const VmHandle& given, std::chrono::seconds tim
                       std::to_string(vm.state.supervisor_pid) + ") and run `kvmgpu restore " + vm.dir.name() + "`";
     } else if (has_journal(ctx, vm.dir.name())) {
         out["devices_waiting"] = vm.state.devices;
-        out["hint"] = "its supervisor was gone, so the devices were not given back: run `kvmgpu restore " + vm.dir.name() + "`";
+        out["hint"] = "its supervisor was gone, so the devices and files it held were not given back: run `kvmgpu restore " +
+                      vm.dir.name() + "`";
     } else {
         vm.dir.remove_if_stale();  // unless a new launch of the name has taken it meanwhile
     }

@@ -27,11 +27,20 @@ host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bo
     return model;
 }
 
-preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
-    const auto model = scan_for(profile, ctx, names);
+preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx) {
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
-    return preflight::check(profile, model, options);
+    options.as_root = ::geteuid() == 0;
+    if (options.as_root && !profile.security.runs_as_root()) {
+        options.qemu_user = util::find_user(profile.security.user);
+        options.kvm_group = util::find_group("kvm");
+    }
+    return options;
+}
+
+preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names) {
+    const auto model = scan_for(profile, ctx, names);
+    return preflight::check(profile, model, check_options(profile, ctx));
 }
 
 host::BindResult bind_by_hand(const Context& ctx, const std::string& name,

@@ -31,6 +31,10 @@ host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true);
 
 // check() for a profile, with the reservations of the VMs that run now.
+// The check's facts beyond the host model: the device locks, and who QEMU runs as ([security]
+// user, looked up only when kvmgpu runs as root).
+preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx);
+
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);
 
 // `kvmgpu bind`: every address is checked first (a missing device, a bridge or a chipset

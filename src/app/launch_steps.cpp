@@ -9,6 +9,7 @@
 #include <ctime>
 #include <thread>
 
+#include "app/child_env.hpp"
 #include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
 #include "host/binder.hpp"
@@ -58,9 +59,10 @@ void check_step(LaunchRun& run) {
     const auto& p = run.profile;
     // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
     const auto model = scan_for(p, run.ctx, false);
-    preflight::CheckOptions options;
-    options.locks = host::read_locks(host_state_dir(run.ctx), lock_liveness(run.ctx));
+    const auto options = check_options(p, run.ctx);
     run.checked = preflight::check(p, model, options);
+    // The check refused a missing user; here one exists, or QEMU keeps kvmgpu's own user.
+    if (options.as_root && !p.security.runs_as_root()) run.qemu_user = options.qemu_user;
     for (const auto& f : run.checked.findings) {
         if (f.severity == preflight::Severity::ok) continue;
         run.report(FindingEvent{std::string(preflight::severity_name(f.severity)), f.code, f.text()});
@@ -167,11 +169,13 @@ void tpm_step(LaunchRun& run) {
     const auto tpm_state = run.facts.layout.tpm_state();
     const auto socket = run.facts.layout.swtpm_socket();
     fs::create_directories(tpm_state);
+    // Its log is its stdout (swtpm 0.7 refuses fd=2), the file spawn opens: none of its output
+    // reaches kvmgpu's own.
     const auto argv = qemu::swtpm_argv(run.facts.layout);  // launch() refused bad paths already
     run.revert.add([&run] { run.swtpm = util::ChildProcess(); });
     try {
-        util::SpawnOptions options;
-        options.new_session = true;  // ends with QEMU (--terminate), not with a Ctrl-C
+        auto options = confined_spawn_options(run);  // ends with QEMU (--terminate), not with a Ctrl-C
+        options.log_file = run.facts.layout.swtpm_log();
         run.swtpm = util::spawn(argv, options);
     } catch (const util::SpawnError& e) {
         run.fail("tpm", "starting swtpm", std::string(e.what()) + " (install the swtpm package)");
@@ -196,10 +200,20 @@ void spawn_step(LaunchRun& run) {
     // QEMU ends before any undo gives its devices back (ChildProcess's kill policy: SIGKILL and
     // reap; a no-op once it has exited).
     run.revert.add([&run] { run.qemu = util::ChildProcess(); });
+    std::string memlock_note;
     try {
-        util::SpawnOptions options;
+        auto options = confined_spawn_options(run);
         options.log_file = run.dir.log_file();
-        options.new_session = true;  // a terminal's Ctrl-C reaches only the supervisor
+        // VFIO pins all guest RAM (and the Looking Glass memory) in QEMU's locked memory; root
+        // needs no limit, an unprivileged QEMU gets one sized for it, with 1 GiB to spare.
+        if (run.qemu_user && !run.devices.empty()) {
+            const std::uint64_t memlock = run.profile.machine.memory + (std::uint64_t{1} << 30) +
+                                          (run.profile.looking_glass.enabled ? run.profile.looking_glass.shared_memory_bytes() : 0);
+            if (util::can_set_memlock(memlock)) options.memlock_limit = memlock;
+            else
+                memlock_note = "; its locked-memory limit stays below the " + util::format_size(memlock) +
+                               " VFIO pins (kvmgpu lacks CAP_SYS_RESOURCE to raise it)";
+        }
         run.qemu = util::spawn(argv, options);
     } catch (const util::SpawnError& e) {
         run.fail("spawn", "starting " + argv.front(), e.what());
@@ -207,8 +221,11 @@ void spawn_step(LaunchRun& run) {
     run.state.qemu_pid = run.qemu.pid();
     run.state.qemu_start = util::process_start_time(run.qemu.pid()).value_or(0);
     run.dir.write_state(run.state);
+    std::string who;
+    if (run.qemu_user) who = ", as " + util::quoted(run.qemu_user->name);
     run.step("spawn", "starting " + argv.front() + " paused",
-             "pid " + std::to_string(run.qemu.pid()) + ", log " + run.dir.log_file().string());
+             "pid " + std::to_string(run.qemu.pid()) + who + (run.profile.security.sandbox ? ", sandboxed" : "") + ", log " +
+                 run.dir.log_file().string() + memlock_note);
 }
 
 constexpr std::array kSteps{
@@ -216,7 +233,8 @@ constexpr std::array kSteps{
     LaunchStep{"reserve", reserve_step},   LaunchStep{"release", release_step},
     LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
-    LaunchStep{"tpm", tpm_step},           LaunchStep{"spawn", spawn_step},
+    LaunchStep{"access", access_step},     LaunchStep{"tpm", tpm_step},
+    LaunchStep{"spawn", spawn_step},
 };
 
 }  // namespace
@@ -270,6 +288,7 @@ void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>&
     try {
         util::SpawnOptions options;
         options.log_file = log;
+        options.environment = child_environment(own_home());
         child = util::spawn(argv, options);
     } catch (const util::SpawnError& e) {
         run.fail(which, message, e.what());

@@ -29,6 +29,7 @@
 #include "util/pci_address.hpp"
 #include "util/process.hpp"
 #include "util/revert.hpp"
+#include "util/user.hpp"
 
 namespace kvmgpu::app {
 
@@ -63,6 +64,9 @@ struct LaunchRun {
     std::map<util::PciAddress, std::string> original_driver;  // for the bind messages
     std::map<util::PciAddress, host::DeviceBefore> before;    // as the check found them, for the journal
     qemu::HostFacts facts;
+    // The unprivileged user QEMU and swtpm run as ([security] user, when kvmgpu runs as root);
+    // nullopt: they run as kvmgpu does.
+    std::optional<util::SystemUser> qemu_user;
     util::ChildProcess swtpm;
     util::ChildProcess qemu;
 
@@ -81,7 +85,7 @@ struct LaunchStep {
 };
 
 // The steps before supervision, in order: check, runtime-dir, reserve, release, bind, prestart,
-// firmware, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
+// firmware, access, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
 // Registers, once, the undo of everything the VM's journal holds: the journal is replayed, last
@@ -92,6 +96,17 @@ void register_journal_undo(LaunchRun& run);
 // Frees the card as the check planned ([release]): each change journaled, then made. In
 // release_step.cpp.
 void release_step(LaunchRun& run);
+
+// Gives the unprivileged QEMU user (run.qemu_user) what this VM needs: its /dev/vfio nodes, its
+// disks and images, its OVMF variables and TPM state, its evdev, USB and Looking Glass nodes,
+// and a runtime directory of its own; each change to a file journaled first, as a
+// file-owner-changed (host/file_access.hpp). A file the user cannot reach fails the step before
+// anything changes. In access_step.cpp.
+void access_step(LaunchRun& run);
+
+// How QEMU and swtpm are started: their own session, the minimal environment (child_env.hpp),
+// umask 077, and as run.qemu_user when there is one.
+util::SpawnOptions confined_spawn_options(const LaunchRun& run);
 
 // Runs a hook (argv, no shell) to completion, its output appended to `log`. During the launch
 // (prestart) a pending stop signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the

@@ -2,6 +2,7 @@
 // as Linux does) with the real QEMU: what was bound is given back whatever ends the launch.
 #include <catch2/catch.hpp>
 
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,8 +30,10 @@ namespace {
 
 profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "") {
     const auto file = dir / "gpu.toml";
+    // QEMU runs unprivileged, as the launch does by default when kvmgpu is root; "nobody" stands
+    // in for the package's system user, which a development machine need not have.
     std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n[cpu]\ncores = 1\n"
-                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n"
+                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n[security]\nuser = \"nobody\"\n"
                            "[[pci]]\naddress = \"0000:01:00.0\"\n[[pci]]\naddress = \"0000:01:00.1\"\n"
                         << extra;
     auto r = profile::load_and_validate(file);
@@ -52,6 +55,8 @@ struct Launch {
         ctx.runtime_dir = fx.runtime();
         ctx.state_dir = fx.root() / "run" / "state";
         ctx.host_root = fx.root();
+        // mkdtemp made it 0700; the user QEMU runs as must reach the nodes and state inside.
+        fs::permissions(fx.root(), fs::perms::others_exec | fs::perms::group_exec, fs::perm_options::add);
     }
     int run(const profile::Profile& p) {
         app::LaunchOptions options;
@@ -109,6 +114,26 @@ TEST_CASE("a failing prestart hook undoes the binding before QEMU starts", "[app
     INFO(test::snapshot_diff(before, l.fx.snapshot()));
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+}
+
+TEST_CASE("hooks get the minimal environment, never the caller's", "[app][security]") {
+    Launch l;
+    const auto seen = l.fx.root() / "hook-env";
+    ::setenv("KVMGPU_TEST_SECRET", "hunter2", 1);
+    ::setenv("TZ", "Europe/Paris", 1);
+    const auto profile = passthrough_profile(
+        l.fx.root(), "[hooks]\nprestart = [\"/bin/sh\", \"-c\", \"env > " + seen.string() + "; exit 1\"]\n");
+    l.run(profile);
+    ::unsetenv("KVMGPU_TEST_SECRET");
+    ::unsetenv("TZ");
+    std::ifstream in(seen);
+    std::set<std::string> names;
+    for (std::string line; std::getline(in, line);) names.insert(line.substr(0, line.find('=')));
+    // sh adds PWD (and SHLVL, _ in some shells) itself.
+    names.erase("PWD");
+    names.erase("SHLVL");
+    names.erase("_");
+    CHECK(names == std::set<std::string>{"PATH", "HOME", "TZ"});
 }
 
 TEST_CASE("a host that is not ready is refused before anything changes", "[app]") {
@@ -285,6 +310,12 @@ TEST_CASE("a stop signal at any step of the launch undoes everything and leaves 
             CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
             CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
             CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+            // The VM's state directory (made by the runtime-dir step) is root's alone again.
+            struct stat state_dir {};
+            if (::stat((l.ctx.state_dir / "gpu").c_str(), &state_dir) == 0) {
+                CHECK(state_dir.st_gid == 0);
+                CHECK((state_dir.st_mode & 07777) == 0700);
+            }
         }
     }
 }
@@ -322,7 +353,7 @@ TEST_CASE("a stop signal ends a prestart hook that hangs and the launch is undon
 
 TEST_CASE("a launcher killed with -9 after any step that changed the host leaves what restore gives back", "[app][qemu]") {
     // The steps after bind, where devices are on vfio-pci; "qmp" is after QEMU was spawned.
-    for (const std::string at : {"prestart", "firmware", "tpm", "spawn", "qmp"}) {
+    for (const std::string at : {"prestart", "firmware", "access", "tpm", "spawn", "qmp"}) {
         DYNAMIC_SECTION("kill -9 before " << at) {
             Launch l;
             const auto profile = passthrough_profile(l.fx.root());
@@ -344,6 +375,11 @@ TEST_CASE("a launcher killed with -9 after any step that changed the host leaves
             const auto journal = host::read_journal(app::host_state_dir(l.ctx), "gpu");
             REQUIRE(journal);
             CHECK(journal->devices.size() == 2);
+            // After the access step the group's node is QEMU's user's, and the journal says whose it was.
+            struct stat node {};
+            REQUIRE(::stat((l.fx.root() / "dev/vfio/1").c_str(), &node) == 0);
+            const bool given = at == "tpm" || at == "spawn" || at == "qmp";
+            if (::geteuid() == 0) CHECK(node.st_uid == (given ? 65534u : 0u));
             // A QEMU it had started fails on this host (no such device) and ends by itself.
             const auto state = app::VmDir(l.ctx, "gpu").read_state();
             if (state && state->qemu_pid > 0) {
@@ -362,6 +398,12 @@ TEST_CASE("a launcher killed with -9 after any step that changed the host leaves
             CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
             CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
             CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+            // The VM's state directory (made by the runtime-dir step) is root's alone again.
+            struct stat state_dir {};
+            if (::stat((l.ctx.state_dir / "gpu").c_str(), &state_dir) == 0) {
+                CHECK(state_dir.st_gid == 0);
+                CHECK((state_dir.st_mode & 07777) == 0700);
+            }
         }
     }
 }
@@ -434,7 +476,9 @@ TEST_CASE("a card the host uses is freed before the bind and everything comes ba
                                        "unloading the module \"nouveau\"",
                                        "checking that nothing holds the devices any more",
                                    });
+    // What QEMU's user was given (the access step, after the bind) comes back first.
     CHECK(l.messages("restore") == std::vector<std::string>{
+                                       "restoring /run/state/gpu", "restoring /dev/vfio/1", "restoring /dev/vfio/vfio",
                                        "restoring 0000:01:00.1", "restoring 0000:01:00.0", "restoring nouveau",
                                        "restoring efi-framebuffer.0", "restoring /sys/class/vtconsole/vtcon1/bind",
                                        "restoring display-manager.service",

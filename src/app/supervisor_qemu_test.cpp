@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 
 #include <algorithm>
@@ -30,14 +31,20 @@ namespace {
 
 const fs::path source_dir = KVMGPU_SOURCE_DIR;
 
-// A scratch world per test: runtime, state and an empty host root (no PCI devices, no /dev/kvm:
-// the host check only warns, since these profiles use TCG).
+// QEMU runs unprivileged, as by default when kvmgpu is root; "nobody" stands in for the
+// package's system user, which a development machine need not have.
+const std::string kUnprivileged = "[security]\nuser = \"nobody\"\n";
+
+// A scratch world per test: runtime, state and profiles inside an empty host root (no PCI
+// devices, no /dev/kvm: the host check only warns, since these profiles use TCG). The files
+// given to QEMU's user are journaled as paths on that host, so they all live inside it.
 struct World {
     TempDir dir;
     fs::path runtime = dir.path() / "run";
     fs::path state = dir.path() / "state";
-    fs::path host = dir.path() / "host";
-    World() { fs::create_directories(host); }
+    fs::path host = dir.path();
+    // mkdtemp made it 0700; QEMU's user must reach the files the test puts inside.
+    World() { fs::permissions(host, fs::perms::others_exec | fs::perms::group_exec, fs::perm_options::add); }
 
     std::vector<std::string> globals() const {
         return {"--runtime-dir", runtime.string(), "--state-dir", state.string(), "--host-root", host.string()};
@@ -53,7 +60,7 @@ struct World {
         const auto file = dir.path() / (name + ".toml");
         std::ofstream(file) << "name = \"" << name << "\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
                             << "[cpu]\ncores = 1\n[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n"
-                            << extra;
+                            << kUnprivileged << extra;
         return file;
     }
     std::unique_ptr<Supervisor> run(const fs::path& profile, std::vector<std::string> extra = {}) const {
@@ -84,7 +91,9 @@ TEST_CASE("run, pause, resume and stop a real QEMU from other processes", "[runt
     const pid_t qemu = running["qemu_pid"].get<pid_t>();
     CHECK(util::process_alive(qemu));
     CHECK(fs::exists(w.runtime / "vm1" / "control.sock"));
-    CHECK((fs::status(w.runtime / "vm1").permissions() & fs::perms::all) == fs::perms::owner_all);
+    // Searchable by the group of QEMU's user, which runs unprivileged when kvmgpu is root.
+    const auto vm_dir_mode = ::geteuid() == 0 ? fs::perms::owner_all | fs::perms::group_exec : fs::perms::owner_all;
+    CHECK((fs::status(w.runtime / "vm1").permissions() & fs::perms::all) == vm_dir_mode);
     CHECK((fs::status(w.runtime / "vm1" / "control.sock").permissions() & fs::perms::all) ==
           (fs::perms::owner_read | fs::perms::owner_write));
 
@@ -175,7 +184,154 @@ TEST_CASE("with the supervisor killed -9, QEMU keeps running and stop still ends
     REQUIRE(stop.status == 0);
     CHECK(json::parse(stop.out)["supervised"] == false);
     CHECK_FALSE(util::process_alive(qemu));
-    CHECK_FALSE(fs::exists(w.runtime / "vm4"));  // no devices were held: nothing to restore
+    // QEMU's user was given the VM's state directory: `restore` gives it back, then removes
+    // the runtime directory.
+    CHECK(json::parse(stop.out)["hint"].get<std::string>().find("kvmgpu restore vm4") != std::string::npos);
+    const auto restore = w.cli({"restore", "vm4"});
+    INFO(restore.err);
+    CHECK(restore.status == 0);
+    CHECK_FALSE(fs::exists(w.runtime / "vm4"));
+}
+
+namespace {
+
+struct ProcStatus {
+    std::string uid, gid, seccomp, no_new_privs;
+};
+
+ProcStatus proc_status(pid_t pid) {
+    ProcStatus s;
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    for (std::string line; std::getline(in, line);) {
+        const auto value = line.substr(line.find(':') + 1);
+        const auto trimmed = value.substr(value.find_first_not_of(" \t"));
+        if (line.starts_with("Uid:")) s.uid = trimmed;
+        if (line.starts_with("Gid:")) s.gid = trimmed;
+        if (line.starts_with("Seccomp:")) s.seccomp = trimmed;
+        if (line.starts_with("NoNewPrivs:")) s.no_new_privs = trimmed;
+    }
+    return s;
+}
+
+// The child of `parent` whose comm is `comm`, or 0.
+pid_t child_named(pid_t parent, const std::string& comm) {
+    for (const auto& entry : fs::directory_iterator("/proc")) {
+        const auto name = entry.path().filename().string();
+        if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+        std::ifstream c(entry.path() / "comm");
+        std::string got;
+        std::getline(c, got);
+        if (got != comm) continue;
+        std::ifstream st(entry.path() / "status");
+        for (std::string line; std::getline(st, line);)
+            if (line.starts_with("PPid:") && std::stoi(line.substr(5)) == parent) return std::stoi(name);
+    }
+    return 0;
+}
+
+struct Owner {
+    uid_t uid;
+    gid_t gid;
+    mode_t mode;
+    bool operator==(const Owner&) const = default;
+};
+std::ostream& operator<<(std::ostream& os, const Owner& o) {
+    return os << o.uid << ":" << o.gid << " " << std::oct << o.mode << std::dec;
+}
+Owner owner_of(const fs::path& file) {
+    struct stat st {};
+    REQUIRE(::stat(file.c_str(), &st) == 0);
+    return {st.st_uid, st.st_gid, static_cast<mode_t>(st.st_mode & 07777)};
+}
+
+}  // namespace
+
+TEST_CASE("QEMU and swtpm run as the profile's user under seccomp, and what they were given comes back",
+          "[runtime][qemu][security]") {
+    if (::geteuid() != 0) {
+        WARN("not root: QEMU runs as the caller, there is nothing to drop");
+        return;
+    }
+    World w;
+    fs::create_directories(w.host / "usr/share");
+    fs::create_directory_symlink("/usr/share/OVMF", w.host / "usr/share/OVMF");
+    const auto disk = w.dir.path() / "disk.raw";
+    std::ofstream(disk).close();
+    fs::resize_file(disk, 1 << 20);
+    fs::permissions(disk, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read);  // 0640 root:root
+    const auto profile = w.profile("safe", "[firmware]\ntype = \"ovmf\"\n[[disk]]\npath = \"disk.raw\"\nformat = \"raw\"\nbus = \"sata\"\n"
+                                           "[tpm]\nenabled = true\n");
+    // w.profile() wrote seabios first; the test's [firmware] would be a duplicate table.
+    {
+        std::ifstream in(profile);
+        std::string text{std::istreambuf_iterator<char>(in), {}};
+        text.erase(text.find("[firmware]\ntype = \"seabios\"\n"), std::string("[firmware]\ntype = \"seabios\"\n").size());
+        std::ofstream(profile) << text;
+    }
+    const Owner root_only{0, 0, 0640};
+    const auto vars = w.state / "safe" / "OVMF_VARS.fd";
+    const auto tpm = w.state / "safe" / "tpm";
+
+    for (const bool killed : {false, true}) {
+        DYNAMIC_SECTION((killed ? "supervisor killed -9, then stop and restore" : "stopped")) {
+            auto sup = w.run(profile);
+            json running;
+            try {
+                running = sup->wait_event("running", std::chrono::seconds(120));
+            } catch (const std::exception& e) {
+                FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
+            }
+            const pid_t qemu = running["qemu_pid"].get<pid_t>();
+            const auto q = proc_status(qemu);
+            CHECK(q.uid == "65534\t65534\t65534\t65534");
+            CHECK(q.gid == "65534\t65534\t65534\t65534");
+            CHECK(q.seccomp == "2");  // the filter of -sandbox on
+            CHECK(q.no_new_privs == "1");
+            const pid_t swtpm = child_named(sup->pid(), "swtpm");
+            REQUIRE(swtpm > 0);
+            CHECK(proc_status(swtpm).uid == "65534\t65534\t65534\t65534");
+            // What it uses is its while it runs: the disk, the OVMF variables, the TPM state.
+            CHECK(owner_of(disk).uid == 65534);
+            CHECK(owner_of(vars).uid == 65534);
+            CHECK(owner_of(tpm).uid == 65534);
+            // The VM works with them: QEMU writes the disk, has the variables read-write, and
+            // the TPM answers through swtpm.
+            const auto write = w.cli({"qmp", "safe",
+                                      R"({"execute":"human-monitor-command","arguments":{"command-line":"qemu-io -d kvmgpu-disk0-dev \"write -P 0x5a 0 4k\""}})",
+                                      "--json"});
+            INFO(write.out << write.err);
+            // (qemu-io prints its result into QEMU's log, not the reply; the bytes are checked below.)
+            CHECK(json::parse(write.out)["return"].get<std::string>().find("rror") == std::string::npos);
+            const auto nodes = json::parse(w.cli({"qmp", "safe", R"({"execute":"query-named-block-nodes"})", "--json"}).out);
+            bool vars_rw = false;
+            for (const auto& n : nodes["return"])
+                if (n.value("node-name", "") == "kvmgpu-ovmf-vars-file") vars_rw = !n.value("ro", true);
+            CHECK(vars_rw);
+            CHECK(json::parse(w.cli({"qmp", "safe", R"({"execute":"query-tpm"})", "--json"}).out)["return"][0]["model"] ==
+                  "tpm-crb");
+            if (killed) {
+                sup->signal(SIGKILL);
+                CHECK(sup->wait() == 128 + SIGKILL);
+                REQUIRE(w.cli({"stop", "safe", "--force"}).status == 0);
+                CHECK(owner_of(disk).uid == 65534);  // nothing gave it back yet
+                const auto restore = w.cli({"restore", "safe"});
+                INFO(restore.err);
+                CHECK(restore.status == 0);
+            } else {
+                REQUIRE(w.cli({"stop", "safe", "--force"}).status == 0);
+                CHECK(sup->wait() == 0);
+            }
+            std::ifstream in(disk, std::ios::binary);
+            CHECK(in.get() == 0x5a);
+            // Everything is root's again, as it was.
+            CHECK(owner_of(disk) == root_only);
+            CHECK(owner_of(vars).uid == 0);
+            CHECK(owner_of(tpm).uid == 0);
+            CHECK(owner_of(w.state / "safe") == (Owner{0, 0, 0700}));
+            CHECK_FALSE(fs::exists(w.runtime / ".host/journal/safe.json"));
+            CHECK_FALSE(fs::exists(w.runtime / "safe"));
+        }
+    }
 }
 
 TEST_CASE("50 concurrent clients x 20 requests each all get their own right reply", "[runtime][qemu]") {
@@ -250,7 +406,8 @@ TEST_CASE("failures before the VM runs are clear and leave nothing behind", "[ru
         // A stand-in "QEMU" that runs but never opens its socket.
         const auto fake = w.dir.path() / "fake-qemu";
         std::ofstream(fake) << "#!/bin/sh\nexec sleep 30\n";
-        fs::permissions(fake, fs::perms::owner_all);
+        // QEMU's user (not the owner) runs it.
+        fs::permissions(fake, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
         const auto r = w.cli({"run", "--qmp-timeout", "1", w.profile("bad3", "[qemu]\nbinary = \"" + fake.string() + "\"\n").string()});
         CHECK(r.status == 1);
         CHECK(r.err.find("QMP") != std::string::npos);
@@ -308,7 +465,9 @@ TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardwa
         "[[usb]]\nvendor = 0x046d\nproduct = 0xc52b\n"
         "[display]\ntype = \"vnc\"\nlisten = \"127.0.0.1\"\nport = " << port << "\nwebsocket = " << port + 100 << "\n"
         "[looking_glass]\npath = \"" << (w.dir.path() / "lg-shm").string() << "\"\nresolution = \"1280x720\"\n"
-        "[tpm]\nenabled = true\n";
+        "[tpm]\nenabled = true\n" << kUnprivileged;
+    // The Looking Glass client's file exists before the VM: kvmgpu gives it to QEMU's user.
+    std::ofstream(w.dir.path() / "lg-shm").close();
     auto sup = w.run(profile);
     json running;
     try {
@@ -352,7 +511,7 @@ TEST_CASE("vCPU and emulator threads are pinned from query-cpus-fast before the 
     const auto file = w.dir.path() / "pinned.toml";
     std::ofstream(file) << "name = \"pinned\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n"
                            "[cpu]\ncores = 1\npin = [1]\nemulator_pin = [0]\n"
-                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n";
+                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n" << kUnprivileged;
     auto sup = w.run(file);
     const pid_t qemu = sup->wait_event("running")["qemu_pid"].get<pid_t>();
     const auto pin_step = std::find_if(sup->seen.begin(), sup->seen.end(), [](const json& e) { return e.value("step", "") == "pin"; });
@@ -500,6 +659,8 @@ TEST_CASE("stop does not wait for the power button of a paused guest, supervised
             CHECK(stop.status == 0);
             CHECK(Clock::now() - started < std::chrono::seconds(20));
             if (supervised) CHECK(sup->wait() == 0);
+            // Without a supervisor, what QEMU's user was given waits for `restore`.
+            if (!supervised) CHECK(w.cli({"restore", "held"}).status == 0);
             CHECK_FALSE(fs::exists(w.runtime / "held"));
         }
     }

@@ -5,10 +5,10 @@
 //
 //   RUNTIME/NAME/state.json        written by the supervisor
 //   RUNTIME/NAME/control.sock      the supervisor's control socket (0600)
-//   RUNTIME/NAME/qmp.sock          QEMU's QMP socket, used by the supervisor
-//   RUNTIME/NAME/qmp-rescue.sock   a second QMP socket, for `stop` when the supervisor is gone
+//   RUNTIME/NAME/qemu/qmp.sock     QEMU's QMP socket, used by the supervisor
+//   RUNTIME/NAME/qemu/qmp-rescue.sock  a second QMP socket, for `stop` when the supervisor is gone
 //   RUNTIME/NAME/qemu.log          QEMU's stdout and stderr
-//   RUNTIME/NAME/qemu.pid          written by QEMU
+//   RUNTIME/NAME/qemu/qemu.pid     written by QEMU (qemu/ belongs to QEMU's user: util/layout.hpp)
 //
 // Entries of RUNTIME whose names start with '.' are not VMs (a VM name never starts with '.').
 #include <sys/types.h>

@@ -21,7 +21,10 @@ testing::Output kvmgpu_on(const test::HostFixture& fx, std::vector<std::string> 
 
 fs::path write_profile(const test::HostFixture& fx, const std::string& body) {
     const auto file = fx.root() / "vm.toml";
-    std::ofstream(file) << "name = \"vm\"\n[machine]\nmemory = \"1G\"\n" << body;
+    // "nobody" stands in for the package's user "kvmgpu", which a development machine need not have.
+    std::ofstream(file) << "name = \"vm\"\n[machine]\nmemory = \"1G\"\n[security]\nuser = \"nobody\"\n" << body;
+    // ...and may open /dev/kvm, as the group kvm may on a real host.
+    fs::permissions(fx.root() / "dev/kvm", fs::perms::others_read | fs::perms::others_write, fs::perm_options::add);
     return file;
 }
 

@@ -1,11 +1,14 @@
 #include "preflight/check.hpp"
 
+#include <sys/stat.h>
+
 #include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <algorithm>
 #include <set>
 
+#include "host/file_access.hpp"
 #include "host/pci_ids.hpp"
 #include "host/sysfs.hpp"
 #include "preflight/reset_quirks.hpp"
@@ -121,6 +124,7 @@ public:
         check_hugepages();
         check_cpus();
         check_files();
+        check_confinement();
         return std::move(r_);
     }
 
@@ -757,6 +761,58 @@ private:
                        "evdev-missing",
                        "Pick a device from /dev/input/by-id/ (plugged in, ending in -event-kbd "
                        "or -event-mouse).");
+    }
+
+    // Who QEMU runs as and whether it is sandboxed (docs/security.md).
+    void check_confinement() {
+        const auto& sec = p_.security;
+        if (!sec.sandbox)
+            add(Severity::warning, "sandbox-off", "QEMU runs without its seccomp filter ([security] sandbox = false).",
+                "A guest that breaks out of QEMU may then make any system call QEMU's user may make.",
+                "Remove sandbox = false from [security].");
+        const bool unprivileged = o_.as_root && !sec.runs_as_root();
+        if (p_.network.mode == profile::NetworkMode::bridge && (sec.sandbox || unprivileged))
+            add(Severity::error, "bridge-needs-privileges",
+                "[network] mode = \"bridge\" makes QEMU run qemu-bridge-helper, a set-user-ID program.",
+                std::string("QEMU may not start programs under its seccomp filter") +
+                    (unprivileged ? ", and as the user " + util::quoted(sec.user) + " it may not create a tap" : "") + ".",
+                "Use mode = \"tap\" with a tap the user owns (`ip tuntap add dev tap0 mode tap user " + sec.user +
+                    "`, then add it to the bridge), or opt out in [security]: user = \"root\" and sandbox = false.");
+        if (!o_.as_root) return;
+        if (sec.runs_as_root()) {
+            add(Severity::warning, "qemu-runs-as-root", "QEMU and swtpm run as root ([security] user = \"root\").",
+                "A guest that breaks out of QEMU then owns the host.",
+                "Create the user kvmgpu (see docs/security.md) and remove user = \"root\" from [security].");
+            return;
+        }
+        const std::string name = util::quoted(sec.user);
+        if (!o_.qemu_user) {
+            const std::string groups = o_.kvm_group ? " --groups kvm" : "";
+            add(Severity::error, "qemu-user-missing",
+                "QEMU and swtpm run as the user " + name + " ([security] user), and there is no such user.",
+                "kvmgpu runs as root, and does not run a VM's QEMU as root unless the profile says so.",
+                "Create it as the package does: `useradd --system --user-group" + groups +
+                    " --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin " + sec.user +
+                    "`; or write user = \"root\" in [security] to opt out.");
+            return;
+        }
+        const auto& user = *o_.qemu_user;
+        if (user.uid == 0)
+            add(Severity::warning, "qemu-runs-as-root",
+                "QEMU and swtpm run as " + name + ", whose uid is 0: that is root.",
+                "A guest that breaks out of QEMU then owns the host.", "Name an unprivileged system user in [security] user.");
+        else
+            add(Severity::ok, "qemu-user",
+                "QEMU and swtpm run as " + name + " (uid " + std::to_string(user.uid) + ", gid " + std::to_string(user.gid) + ").");
+        if (p_.machine.accel == profile::Accel::kvm && host_.kvm_usable) {
+            struct stat st {};
+            if (::stat(under(host_.root, "/dev/kvm").c_str(), &st) == 0 && !host::allows(st, user, host::Access::read_write))
+                add(Severity::error, "qemu-user-no-kvm",
+                    "The user " + name + " cannot open " + path_text("/dev/kvm") + " read-write.",
+                    "QEMU runs as that user and needs it for accel = \"kvm\".",
+                    "Add it to the group of /dev/kvm: `usermod --append --groups " + util::group_name(st.st_gid) + " " +
+                        sec.user + "`.");
+        }
     }
 
     const profile::Profile& p_;

@@ -24,6 +24,7 @@
 #include "profile/profile.hpp"
 #include "util/layout.hpp"
 #include "util/pci_address.hpp"
+#include "util/user.hpp"
 
 namespace kvmgpu::preflight {
 
@@ -53,6 +54,12 @@ struct CheckOptions {
     std::uint64_t ovmf_default_mmio64 = std::uint64_t{32} << 30;
     // The OVMF files the QEMU layer uses when the profile leaves firmware.code/vars empty.
     util::OvmfDefaults ovmf;
+    // Whether kvmgpu runs as root: only then does QEMU run as [security] user.
+    bool as_root = false;
+    // [security] user as the system knows it (util::find_user); nullopt: no such user.
+    std::optional<util::SystemUser> qemu_user;
+    // The group "kvm" (for the fix of a missing user), if the system has one.
+    std::optional<gid_t> kvm_group;
 };
 
 // What to bind: the profile's devices in profile order, then the functions added for them.

@@ -864,3 +864,72 @@ TEST_CASE("the vendor-reset table knows the AMD families and nothing else", "[ho
         CHECK(vendor_reset_family(c.vendor, c.device) == c.family);
     }
 }
+
+TEST_CASE("who QEMU runs as: a missing user is an error with the useradd command, opt-outs are warnings",
+          "[host][security]") {
+    HostFixture fx;
+    const auto host = scan_host(fx.root());
+    util::SystemUser kvmgpu{"kvmgpu", 999, 999, "/nonexistent", {999}};
+    struct Case {
+        const char* name;
+        std::function<void(profile::Profile&, CheckOptions&)> setup;
+        std::vector<std::string> errors, warnings;
+        std::string fragment;  // in the first error's or warning's text
+    };
+    const std::vector<Case> cases = {
+        {"the default user exists", [&](auto&, auto& o) { o.qemu_user = kvmgpu; }, {}, {}, ""},
+        {"the default user is missing, the host has a kvm group",
+         [&](auto&, auto& o) { o.kvm_group = 994; },
+         {"qemu-user-missing"}, {},
+         "`useradd --system --user-group --groups kvm --home-dir /nonexistent --no-create-home --shell "
+         "/usr/sbin/nologin kvmgpu`"},
+        {"the profile's user is missing, no kvm group", [&](auto& p, auto&) { p.security.user = "vmuser"; },
+         {"qemu-user-missing"}, {}, "--user-group --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin vmuser`"},
+        {"opted out: root", [&](auto& p, auto&) { p.security.user = "root"; }, {}, {"qemu-runs-as-root"}, "run as root"},
+        {"a user whose uid is 0", [&](auto&, auto& o) { o.qemu_user = util::SystemUser{"toor", 0, 0, "/", {0}}; },
+         {}, {"qemu-runs-as-root"}, "whose uid is 0"},
+        {"no sandbox", [&](auto& p, auto& o) { p.security.sandbox = false; o.qemu_user = kvmgpu; }, {}, {"sandbox-off"},
+         "seccomp"},
+        {"bridge networking with the defaults",
+         [&](auto& p, auto& o) {
+             p.network.mode = profile::NetworkMode::bridge;
+             p.network.bridge = "br0";
+             o.qemu_user = kvmgpu;
+         },
+         {"bridge-needs-privileges"}, {}, "ip tuntap add dev tap0 mode tap user kvmgpu"},
+        {"bridge networking opted out of both",
+         [&](auto& p, auto&) {
+             p.network.mode = profile::NetworkMode::bridge;
+             p.security.user = "root";
+             p.security.sandbox = false;
+         },
+         {}, {"sandbox-off", "qemu-runs-as-root"}, ""},
+    };
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.name) {
+            auto profile = test::make_profile({});
+            profile.machine.accel = profile::Accel::tcg;
+            CheckOptions options;
+            options.as_root = true;
+            c.setup(profile, options);
+            const auto r = check(profile, host, options);
+            auto errors = codes(r, Severity::error);
+            auto warnings = codes(r, Severity::warning);
+            warnings.erase(std::remove(warnings.begin(), warnings.end(), "kvm-missing"), warnings.end());
+            CHECK(errors == c.errors);
+            CHECK(warnings == c.warnings);
+            if (!c.fragment.empty()) {
+                const auto hit = std::find_if(r.findings.begin(), r.findings.end(), [&](const Finding& f) {
+                    return f.severity != Severity::ok && f.text().find(c.fragment) != std::string::npos;
+                });
+                INFO(nlohmann::json(r.findings).dump(1));
+                CHECK(hit != r.findings.end());
+            }
+        }
+    }
+    // Not root: QEMU runs as the caller, and nothing about the user is checked.
+    auto profile = test::make_profile({});
+    CheckOptions options;
+    CHECK(codes(check(profile, host, options), Severity::error) == codes(check(profile, host, CheckOptions{}), Severity::error));
+    for (const auto& f : check(profile, host, options).findings) CHECK(f.code.rfind("qemu-user", 0) != 0);
+}

@@ -246,6 +246,10 @@ void read_release(TomlReader& r, const toml::table& t, const std::string& path, 
                  {"services", r.strings(rel.services)}});
 }
 
+void read_security(TomlReader& r, const toml::table& t, const std::string& path, Security& s) {
+    r.read_keys(t, path, "[security]", {{"user", r.string(s.user)}, {"sandbox", r.boolean(s.sandbox)}});
+}
+
 void read_qemu(TomlReader& r, const toml::table& t, const std::string& path, Qemu& q) {
     r.read_keys(t, path, "[qemu]", {{"binary", r.string(q.binary)}, {"extra", r.strings(q.extra)}});
 }
@@ -269,6 +273,7 @@ void read_document(TomlReader& r, const toml::table& doc, Profile& p) {
                  {"tpm", r.table(p.tpm, read_tpm)},
                  {"hooks", r.table(p.hooks, read_hooks)},
                  {"release", r.table(p.release, read_release)},
+                 {"security", r.table(p.security, read_security)},
                  {"qemu", r.table(p.qemu, read_qemu)}});
 }
 

@@ -569,7 +569,7 @@ TEST_CASE("unknown keys are errors at the key with a did-you-mean or the list of
          "unknown table or key \"nmae\"; did you mean \"name\"?"},
         {"nothing close at the top", "virtual_machine = 1\n", "virtual_machine", 1, 1,
          "unknown table or key \"virtual_machine\"; known keys: name, machine, cpu, firmware, pci, "
-         "disk, network, usb, input, display, looking_glass, audio, tpm, hooks, release, qemu"},
+         "disk, network, usb, input, display, looking_glass, audio, tpm, hooks, release, security, qemu"},
         {"typo in a table name", "[qmeu]\n", "qmeu", 1, 2,
          "unknown table or key \"qmeu\"; did you mean \"qemu\"?"},
         {"typo in an indented key", "[cpu]\n  hide_kmv = true\n", "cpu.hide_kmv", 2, 3,

@@ -147,6 +147,16 @@ struct Release {
     bool any() const { return display_manager || console || !modules.empty() || !services.empty(); }
 };
 
+// How QEMU and swtpm are confined (docs/security.md). Safe unless the profile opts out.
+struct Security {
+    // The system user QEMU and swtpm run as when kvmgpu runs as root; "root" opts out (QEMU
+    // then runs as root, and `check` warns). Ignored when kvmgpu does not run as root.
+    std::string user = "kvmgpu";
+    // QEMU's seccomp filter (-sandbox on,...); false opts out and `check` warns.
+    bool sandbox = true;
+    bool runs_as_root() const { return user == "root"; }
+};
+
 struct Qemu {
     std::string binary = "qemu-system-x86_64";
     std::vector<std::string> extra;
@@ -175,6 +185,7 @@ struct Profile {
     Tpm tpm;
     Hooks hooks;
     Release release;
+    Security security;
     Qemu qemu;
 
     // Key path ("cpu.hv_vendor_id", "pci[1].address", "pci[1]") → where it was written.

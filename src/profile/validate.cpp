@@ -546,6 +546,20 @@ void check_release(const Profile& p, Checker& c) {
         c.warning("release", "[release] has nothing to free: the profile passes no [[pci]] device");
 }
 
+// A name useradd accepts: a lowercase letter or '_', then lowercase letters, digits, '_' or '-',
+// at most 32 characters.
+void check_security(const Profile& p, Checker& c) {
+    const auto& user = p.security.user;
+    const bool ok = !user.empty() && user.size() <= 32 && ((user[0] >= 'a' && user[0] <= 'z') || user[0] == '_') &&
+                    std::all_of(user.begin(), user.end(), [](char ch) {
+                        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+                    });
+    if (!ok)
+        c.error("security.user", "[security] user " + util::quoted(user) +
+                                     " is not a user name (a lowercase letter or '_', then lowercase letters, digits, "
+                                     "'_' or '-', at most 32); remove it to use \"kvmgpu\", or write \"root\" to opt out");
+}
+
 }  // namespace
 
 void validate(const Profile& p, Diagnostics& out) {
@@ -565,6 +579,7 @@ void validate(const Profile& p, Diagnostics& out) {
     check_looking_glass(p, c);
     check_audio_hooks_qemu(p, c);
     check_release(p, c);
+    check_security(p, c);
     std::stable_sort(out.begin(), out.end(), [](const Diagnostic& a, const Diagnostic& b) {
         return std::tie(a.pos.line, a.pos.column) < std::tie(b.pos.line, b.pos.column);
     });

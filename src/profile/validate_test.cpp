@@ -49,6 +49,10 @@ TEST_CASE("a minimal profile is valid and gets the documented defaults", "[profi
     CHECK(p.network.mode == NetworkMode::user);
     CHECK(p.display.type == DisplayType::none);
     CHECK(p.qemu.binary == "qemu-system-x86_64");
+    // Safe by default: an unprivileged QEMU user, the seccomp filter on.
+    CHECK(p.security.user == "kvmgpu");
+    CHECK_FALSE(p.security.runs_as_root());
+    CHECK(p.security.sandbox);
 }
 
 TEST_CASE("the name defaults to the file name without .toml", "[profile]") {
@@ -247,6 +251,13 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
         {"an option for a unit", base + "[release]\nservices = [\"--now\"]\n", 5, "release.services",
          "is not a systemd service name"},
         {"console not a boolean", base + "[release]\nconsole = \"yes\"\n", 5, "release.console", "must be true or false"},
+        // --- [security] ---
+        {"a user name with a capital", base + "[security]\nuser = \"Kvmgpu\"\n", 5, "security.user", "is not a user name"},
+        {"an empty user", base + "[security]\nuser = \"\"\n", 5, "security.user", "is not a user name"},
+        {"a user name that looks like an option", base + "[security]\nuser = \"-r\"\n", 5, "security.user",
+         "is not a user name"},
+        {"a uid instead of a name", base + "[security]\nuser = 1000\n", 5, "security.user", "must be a string"},
+        {"sandbox not a boolean", base + "[security]\nsandbox = \"off\"\n", 5, "security.sandbox", "must be true or false"},
     };
     // clang-format on
     REQUIRE(cases.size() >= 60);

@@ -59,6 +59,14 @@ private:
         add("-S");  // vCPUs start only after QMP configured them (`cont`)
         add("-display", "none");
         add("-msg").set("timestamp", "on");
+        // QEMU's seccomp filter: no obsolete system calls, no setuid/setgid, no fork/exec, no
+        // scheduler or priority changes (kvmgpu pins QEMU's threads from outside).
+        if (p_.security.sandbox)
+            add("-sandbox", "on")
+                .set("obsolete", "deny")
+                .set("elevateprivileges", "deny")
+                .set("spawn", "deny")
+                .set("resourcecontrol", "deny");
 
         Option machine{"-machine", p_.machine.type, {}};
         if (ovmf()) machine.set("pflash0", "kvmgpu-ovmf-code").set("pflash1", "kvmgpu-ovmf-vars");

@@ -101,8 +101,8 @@ TEST_CASE("the argv always starts QEMU paused, bare, and with two QMP sockets", 
     for (const char* flag : {"-nodefaults", "-no-user-config", "-S"}) CHECK(contains(argv, flag));
     const auto chardevs = values_of(argv, "-chardev");
     REQUIRE(chardevs.size() == 2);
-    CHECK(chardevs[0] == "socket,id=kvmgpu-qmp,path=/run/kvmgpu/vm/qmp.sock,server=on,wait=off");
-    CHECK(chardevs[1] == "socket,id=kvmgpu-qmp-rescue,path=/run/kvmgpu/vm/qmp-rescue.sock,server=on,wait=off");
+    CHECK(chardevs[0] == "socket,id=kvmgpu-qmp,path=/run/kvmgpu/vm/qemu/qmp.sock,server=on,wait=off");
+    CHECK(chardevs[1] == "socket,id=kvmgpu-qmp-rescue,path=/run/kvmgpu/vm/qemu/qmp-rescue.sock,server=on,wait=off");
     CHECK(values_of(argv, "-mon").size() == 2);
     CHECK(values_of(argv, "-name") == std::vector<std::string>{"guest=vm,debug-threads=on"});
     CHECK(values_of(argv, "-machine").at(0).rfind("q35,", 0) == 0);
@@ -141,9 +141,9 @@ TEST_CASE("commas and '=' in paths never produce an extra option", "[qemu]") {
                    "memory-backend-file,id=kvmgpu-lg,mem-path=/dev/shm/lg,,share=off,size=32M,share=on"));
     CHECK(contains(values_of(argv, "-audiodev"), "pa,id=kvmgpu-snd,server=unix:/run/a,,b"));
     CHECK(contains(values_of(argv, "-chardev"),
-                   "socket,id=kvmgpu-qmp,path=/run/kv,,mgpu/vm/qmp.sock,server=on,wait=off"));
+                   "socket,id=kvmgpu-qmp,path=/run/kv,,mgpu/vm/qemu/qmp.sock,server=on,wait=off"));
     // -pidfile takes a plain path, not a key=value list: the comma stays single.
-    CHECK(values_of(argv, "-pidfile") == std::vector<std::string>{"/run/kv,mgpu/vm/qemu.pid"});
+    CHECK(values_of(argv, "-pidfile") == std::vector<std::string>{"/run/kv,mgpu/vm/qemu/qemu.pid"});
     // Read back the way QEMU's option parser reads it, each list has only the keys we set.
     for (const auto& v : values_of(argv, "-blockdev")) {
         const auto parts = split_qemu(v);
@@ -225,4 +225,12 @@ TEST_CASE("[qemu] extra comes last, word for word", "[qemu]") {
     CHECK(argv.front() == "/opt/q/bin/qemu");
     const std::vector<std::string> tail(argv.end() - 4, argv.end());
     CHECK(tail == std::vector<std::string>{"-device", "virtio-rng-pci,id=rng0", "-global", "a=b,c"});
+}
+
+TEST_CASE("QEMU's seccomp filter is on by default and off only when the profile opts out", "[qemu][security]") {
+    const auto p = load_valid("name = \"vm\"\n[machine]\nmemory = \"1G\"\n");
+    CHECK(values_of(qemu::build_argv(p, facts_for(p)), "-sandbox") ==
+          std::vector<std::string>{"on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
+    const auto off = load_valid("name = \"vm\"\n[machine]\nmemory = \"1G\"\n[security]\nsandbox = false\n");
+    CHECK(values_of(qemu::build_argv(off, facts_for(off)), "-sandbox").empty());
 }

@@ -27,7 +27,7 @@ std::vector<std::string> swtpm_argv(const util::VmLayout& layout) {
             "type=unixio,path=" + swtpm_value(layout.swtpm_socket(), "--runtime-dir"),
             "--terminate",
             "--log",
-            "file=" + swtpm_value(layout.swtpm_log(), "--runtime-dir")};
+            "fd=1"};  // stdout: the caller points it at layout.swtpm_log()
 }
 
 }  // namespace kvmgpu::qemu

@@ -17,7 +17,8 @@ struct SwtpmPathError : util::BadInput {
 };
 
 // `swtpm socket` serving a TPM 2.0 on layout.swtpm_socket(), its state in layout.tpm_state()
-// and its log in layout.swtpm_log(); it ends when QEMU disconnects (--terminate). Throws
+// and its log on its stdout (swtpm 0.7 refuses fd=2), which the caller points at
+// layout.swtpm_log(); it ends when QEMU disconnects (--terminate). Throws
 // SwtpmPathError naming the path and the directory option to change.
 std::vector<std::string> swtpm_argv(const util::VmLayout& layout);
 

@@ -12,12 +12,12 @@
 using namespace kvmgpu;
 namespace fs = std::filesystem;
 
-TEST_CASE("swtpm gets the VM's TPM state, socket and log as one value each", "[qemu][swtpm]") {
+TEST_CASE("swtpm gets the VM's TPM state and socket as one value each, its log on stdout", "[qemu][swtpm]") {
     const auto layout = util::VmLayout::of("/run/kvmgpu", "/var/lib/kvmgpu", "win");
     CHECK(qemu::swtpm_argv(layout) ==
           std::vector<std::string>{"swtpm", "socket", "--tpm2", "--tpmstate", "dir=/var/lib/kvmgpu/win/tpm,mode=0600",
-                                   "--ctrl", "type=unixio,path=/run/kvmgpu/win/swtpm.sock", "--terminate", "--log",
-                                   "file=/run/kvmgpu/win/swtpm.log"});
+                                   "--ctrl", "type=unixio,path=/run/kvmgpu/win/qemu/swtpm.sock", "--terminate", "--log",
+                                   "fd=1"});
 }
 
 TEST_CASE("a runtime or state directory with a comma is refused as bad input for swtpm", "[qemu][swtpm]") {
@@ -44,9 +44,11 @@ TEST_CASE("the real swtpm serves the socket its argv names, even under a path wi
           "[qemu][swtpm][real]") {
     testing::TempDir dir;
     const auto layout = util::VmLayout::of(dir.path() / "run =x", dir.path() / "state =y", "vm");
-    fs::create_directories(layout.runtime_dir);
+    fs::create_directories(layout.qemu_dir());
     fs::create_directories(layout.tpm_state());
-    auto swtpm = util::spawn(qemu::swtpm_argv(layout));
+    util::SpawnOptions options;
+    options.log_file = layout.swtpm_log();
+    auto swtpm = util::spawn(qemu::swtpm_argv(layout), options);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
     // swtpm has no readiness signal but its socket; poll for it with a deadline.
     while (!fs::exists(layout.swtpm_socket()) && std::chrono::steady_clock::now() < deadline && !swtpm.try_wait())

@@ -5,11 +5,14 @@
 //   RUNTIME/NAME/                 one directory per running VM (0700), removed when it ends
 //     state.json                  the supervisor's pids and start times, devices, profile
 //     control.sock                the supervisor's control socket (0600)
-//     qmp.sock, qmp-rescue.sock   QEMU's QMP sockets: the supervisor's, and one kept free for
+//     qemu/                       what QEMU and swtpm create, owned by the user they run as
+//                                 (0700), so that they cannot touch the files beside it
+//       qmp.sock, qmp-rescue.sock QEMU's QMP sockets: the supervisor's, and one kept free for
 //                                 `kvmgpu stop` when the supervisor is gone
-//     qemu.log, qemu.pid          QEMU's output and pidfile
+//       qemu.pid                  QEMU's pidfile
+//       swtpm.sock                the software TPM's socket
+//     qemu.log, swtpm.log         QEMU's and swtpm's output (opened by kvmgpu)
 //     hooks.log                   the prestart hook's output
-//     swtpm.sock, swtpm.log       the software TPM's socket and log
 //   RUNTIME/.host/                kvmgpu's host bookkeeping, shared by all VMs
 //     journal/NAME.json           the journal of host changes a VM's launch made
 //     locks/ADDRESS.lock, .mutex  device reservations
@@ -35,12 +38,13 @@ struct VmLayout {
 
     std::filesystem::path state_file() const { return runtime_dir / "state.json"; }
     std::filesystem::path control_socket() const { return runtime_dir / "control.sock"; }
-    std::filesystem::path qmp_socket() const { return runtime_dir / "qmp.sock"; }
-    std::filesystem::path rescue_socket() const { return runtime_dir / "qmp-rescue.sock"; }
+    std::filesystem::path qemu_dir() const { return runtime_dir / "qemu"; }
+    std::filesystem::path qmp_socket() const { return qemu_dir() / "qmp.sock"; }
+    std::filesystem::path rescue_socket() const { return qemu_dir() / "qmp-rescue.sock"; }
     std::filesystem::path qemu_log() const { return runtime_dir / "qemu.log"; }
-    std::filesystem::path qemu_pidfile() const { return runtime_dir / "qemu.pid"; }
+    std::filesystem::path qemu_pidfile() const { return qemu_dir() / "qemu.pid"; }
     std::filesystem::path hooks_log() const { return runtime_dir / "hooks.log"; }
-    std::filesystem::path swtpm_socket() const { return runtime_dir / "swtpm.sock"; }
+    std::filesystem::path swtpm_socket() const { return qemu_dir() / "swtpm.sock"; }
     std::filesystem::path swtpm_log() const { return runtime_dir / "swtpm.log"; }
 
     std::filesystem::path ovmf_vars() const { return state_dir / "OVMF_VARS.fd"; }

@@ -2,7 +2,9 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <grp.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -33,6 +35,10 @@ enum Stage : int {
     kStageSetsid = 1,
     kStageStdin,
     kStageLog,
+    kStageRlimit,
+    kStageGroups,
+    kStageGid,
+    kStageUid,
     kStageExec,
 };
 
@@ -41,6 +47,10 @@ const char* stage_text(int stage) {
         case kStageSetsid: return "setsid() failed in the child";
         case kStageStdin: return "redirecting stdin to /dev/null failed in the child";
         case kStageLog: return "redirecting stdout and stderr to the log file failed in the child";
+        case kStageRlimit: return "setting RLIMIT_MEMLOCK failed in the child";
+        case kStageGroups: return "setgroups() failed in the child";
+        case kStageGid: return "setresgid() failed in the child";
+        case kStageUid: return "setresuid() failed in the child";
         case kStageExec: return "exec failed";
         default: return "the child failed before exec";
     }
@@ -56,9 +66,14 @@ bool is_executable_file(const std::string& path) {
 // The path exec should use for `name`: itself when it contains '/', else the first executable
 // regular file named `name` in a PATH directory. Resolving in the parent keeps the child free
 // of allocation after fork() and gives a precise error.
-std::string resolve_program(const std::string& name) {
+std::string resolve_program(const std::string& name, const std::optional<std::vector<std::string>>& environment) {
     if (name.find('/') != std::string::npos) return name;
     const char* env_path = std::getenv("PATH");
+    if (environment) {
+        env_path = nullptr;
+        for (const auto& entry : *environment)
+            if (entry.starts_with("PATH=")) env_path = entry.c_str() + 5;
+    }
     const std::string_view path_list = env_path != nullptr ? env_path : "/usr/local/bin:/usr/bin:/bin";
     std::size_t start = 0;
     while (start <= path_list.size()) {
@@ -233,6 +248,22 @@ pid_t ChildProcess::release() {
     return pid;
 }
 
+bool can_set_memlock(std::uint64_t bytes) {
+    rlimit current{};
+    if (::getrlimit(RLIMIT_MEMLOCK, &current) == 0 && (current.rlim_max == RLIM_INFINITY || current.rlim_max >= bytes))
+        return true;
+    // capget(2), version 3: two 32-bit words per set; CAP_SYS_RESOURCE is 24, in the first.
+    struct {
+        std::uint32_t version;
+        int pid;
+    } header{0x20080522, 0};
+    struct {
+        std::uint32_t effective, permitted, inheritable;
+    } data[2]{};
+    constexpr unsigned kCapSysResource = 24;
+    return ::syscall(SYS_capget, &header, data) == 0 && (data[0].effective & (1U << kCapSysResource)) != 0;
+}
+
 ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& options) {
     if (argv.empty() || argv.front().empty()) throw SpawnError("cannot start a process: its argv is empty");
     for (std::size_t i = 0; i < argv.size(); ++i) {
@@ -241,7 +272,7 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
                              " contains a NUL byte");
         }
     }
-    const std::string program = resolve_program(argv.front());
+    const std::string program = resolve_program(argv.front(), options.environment);
 
     // Everything the child needs is prepared here: after fork() in a threaded process only
     // async-signal-safe calls are allowed, so the child must not allocate.
@@ -249,6 +280,18 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
     cargv.reserve(argv.size() + 1);
     for (const auto& arg : argv) cargv.push_back(const_cast<char*>(arg.c_str()));
     cargv.push_back(nullptr);
+    std::vector<char*> cenv;
+    if (options.environment) {
+        cenv.reserve(options.environment->size() + 1);
+        for (const auto& entry : *options.environment) {
+            if (entry.find('\0') != std::string::npos || entry.find('=') == std::string::npos)
+                throw SpawnError("cannot start " + util::quoted(argv.front()) + ": the environment entry " +
+                                 util::quoted(entry) + " is not NAME=VALUE");
+            cenv.push_back(const_cast<char*>(entry.c_str()));
+        }
+        cenv.push_back(nullptr);
+    }
+    char** const child_env = options.environment ? cenv.data() : environ;
 
     Fd log_fd;
     if (options.log_file) {
@@ -294,7 +337,18 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
             child_fail(report, kStageLog);
         }
         if (options.close_other_fds) close_fds_except(report, open_max);
-        ::execve(program.c_str(), cargv.data(), environ);
+        if (options.umask) ::umask(*options.umask);
+        if (options.memlock_limit) {
+            const rlimit limit{*options.memlock_limit, *options.memlock_limit};
+            if (::setrlimit(RLIMIT_MEMLOCK, &limit) != 0) child_fail(report, kStageRlimit);
+        }
+        if (const auto& c = options.credentials) {
+            // Groups first: once the uid is dropped, the child may no longer change them.
+            if (::setgroups(c->groups.size(), c->groups.data()) != 0) child_fail(report, kStageGroups);
+            if (::setresgid(c->gid, c->gid, c->gid) != 0) child_fail(report, kStageGid);
+            if (::setresuid(c->uid, c->uid, c->uid) != 0) child_fail(report, kStageUid);
+        }
+        ::execve(program.c_str(), cargv.data(), child_env);
         child_fail(report, kStageExec);
     }
 

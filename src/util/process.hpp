@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <stdexcept>
@@ -12,6 +13,13 @@
 #include "util/fd.hpp"
 
 namespace kvmgpu::util {
+
+// Who a child runs as: the user, its primary group and its supplementary groups (getgrouplist).
+struct Credentials {
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::vector<gid_t> groups;
+};
 
 struct SpawnOptions {
     // Where the child's stdout and stderr go: appended to this file (created 0640 if missing),
@@ -25,6 +33,16 @@ struct SpawnOptions {
     bool close_other_fds = true;
     // Connect the child's stdin to /dev/null; otherwise it is inherited.
     bool stdin_null = true;
+    // Exactly these "NAME=VALUE" strings are the child's environment; nullopt: the parent's.
+    std::optional<std::vector<std::string>> environment;
+    // RLIMIT_MEMLOCK (soft and hard, bytes) set in the child before it drops its privileges, so a
+    // root parent may raise it for an unprivileged child (VFIO pins all guest RAM).
+    std::optional<std::uint64_t> memlock_limit;
+    // The child's umask; nullopt: the parent's.
+    std::optional<mode_t> umask;
+    // Run the child as this user: setgroups, setresgid, setresuid in the child, after the
+    // rlimit and before exec (the parent must be root to switch). nullopt: the parent's.
+    std::optional<Credentials> credentials;
 };
 
 // Thrown by spawn() when the child could not be started; what() names the program and the cause.
@@ -99,8 +117,13 @@ private:
     std::optional<int> status_;  // set once reaped
 };
 
+// Whether spawn() can give a child RLIMIT_MEMLOCK `bytes`: the hard limit allows it already, or
+// this process has CAP_SYS_RESOURCE to raise it (root usually has; some containers drop it).
+bool can_set_memlock(std::uint64_t bytes);
+
 // Starts argv[0] with the arguments argv[1..], each passed to the child byte for byte. A
-// program name without '/' is looked up in PATH by the parent. Throws SpawnError if argv is
+// program name without '/' is looked up in PATH by the parent (the parent's PATH, or the PATH
+// of options.environment when given). Throws SpawnError if argv is
 // empty, the program is not found, the log file cannot be opened, or exec fails in the child
 // (reported synchronously through a close-on-exec pipe, with the errno text).
 ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& options = {});

@@ -209,3 +209,48 @@ TEST_CASE("move assignment applies the kill policy to the replaced child", "[pro
     CHECK(errno == ESRCH);
     CHECK(first.wait() == 0);
 }
+
+TEST_CASE("spawn gives the child exactly the environment it is told, and finds the program in its PATH",
+          "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "env.log";
+    ::setenv("KVMGPU_TEST_SECRET", "hunter2", 1);
+    SpawnOptions options;
+    options.log_file = log;
+    options.environment = std::vector<std::string>{"PATH=/usr/bin:/bin", "HOME=/nonexistent"};
+    auto child = spawn({"env"}, options);
+    REQUIRE(exited_successfully(child.wait()));
+    ::unsetenv("KVMGPU_TEST_SECRET");
+    CHECK(read_file(log) == "PATH=/usr/bin:/bin\nHOME=/nonexistent\n");
+
+    options.environment = std::vector<std::string>{"NOT AN ENTRY"};
+    CHECK_THROWS_WITH(spawn({"/bin/true"}, options), Catch::Contains("\"NOT AN ENTRY\" is not NAME=VALUE"));
+}
+
+TEST_CASE("spawn runs the child as another user with its groups, a memlock limit and a umask", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "status.log";
+    SpawnOptions options;
+    options.log_file = log;
+    options.credentials = kvmgpu::util::Credentials{65534, 65534, {65534}};
+    // Lowering the limit always works; raising it needs CAP_SYS_RESOURCE (can_set_memlock).
+    const std::uint64_t memlock = kvmgpu::util::can_set_memlock(std::uint64_t{3} << 30) ? std::uint64_t{3} << 30 : 4 << 20;
+    options.memlock_limit = memlock;
+    options.umask = 0077;
+    const std::vector<std::string> argv{"/bin/sh", "-c", "cat /proc/self/status /proc/self/limits; umask"};
+    if (::geteuid() != 0) {
+        // Only root may switch users: an unprivileged parent gets the child's precise error.
+        CHECK_THROWS_WITH(spawn(argv, options), Catch::Contains("failed in the child: Operation not permitted"));
+        return;
+    }
+    auto child = spawn(argv, options);
+    REQUIRE(exited_successfully(child.wait()));
+    const auto text = read_file(log);
+    INFO(text);
+    CHECK(text.find("\nUid:\t65534\t65534\t65534\t65534\n") != std::string::npos);
+    CHECK(text.find("\nGid:\t65534\t65534\t65534\t65534\n") != std::string::npos);
+    CHECK(text.find("\nGroups:\t65534 \n") != std::string::npos);
+    const auto limit = std::to_string(memlock);
+    CHECK(text.find("Max locked memory         " + limit + std::string(21 - limit.size(), ' ') + limit) != std::string::npos);
+    CHECK(text.ends_with("0077\n"));
+}
