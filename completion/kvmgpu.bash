@@ -13,14 +13,14 @@ _kvmgpu_commands() {
   "$1" --help 2>/dev/null | awk '/^Commands:/ { on = 1; next } on && /^$/ { exit } on { print $1 }'
 }
 
-# "--option VALUE_NAME" for each option of a command (VALUE_NAME empty for a switch), one a line;
+# "--option VALUE_NAME" for each option (boost prints "  --opt NAME" or "  -o [ --opt ] NAME") of a command (VALUE_NAME empty for a switch), one a line;
 # the global options alone without a command ($2 empty).
 _kvmgpu_options() {
   local ask=(help "$2")
   [ -n "$2" ] || ask=(--help)
   "$1" "${ask[@]}" 2>/dev/null |
-    awk 'match($0, /^  (-[A-Za-z0-9] \[ )?--[a-z][a-z0-9-]*( [A-Z][A-Z_]*)?/) {
-           s = substr($0, RSTART, RLENGTH); sub(/^ *(-[A-Za-z0-9] \[ )?/, "", s); print s }'
+    awk 'match($0, /^  (-[A-Za-z0-9] \[ )?--[a-z][a-z0-9-]*( \])?( [A-Z][A-Z_]*)?/) {
+           s = substr($0, RSTART, RLENGTH); sub(/^ *(-[A-Za-z0-9] \[ )?/, "", s); sub(/ \]/, "", s); print s }'
 }
 
 # The value of a global option already on the command line ($1: the option), else nothing.

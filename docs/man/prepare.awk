@@ -1,7 +1,7 @@
 # Turns a docs/*.md reference into the body of a man page, for go-md2man (docs/man/render).
 # The page's own NAME/SYNOPSIS/DESCRIPTION come from a front-matter file; this drops the
-# document's first "# Title" line, moves every other heading up one level (a "##" section
-# becomes a man section, "###" a subsection), and turns links between the docs into man page
+# document's first "# Title" line (go-md2man makes "#" and "##" man sections, .SH, and "###"
+# subsections, .SS, so the other headings keep their levels), and turns links between the docs into man page
 # references: profile.md → kvmgpu.toml(5), commands.md → kvmgpu(1), any other NAME.md → its
 # installed copy under DOCDIR (-v docdir=...). A table becomes a list of tagged paragraphs, one
 # a row, tagged by its first cell (a table of four columns does not fit a terminal's 80): each
@@ -73,7 +73,6 @@ function print_table_row(line,    cells, n, i, labelled, plain, text) {
 /^```/ { fenced = !fenced; print; next }
 fenced { print; next }
 !seen_title && /^# / { seen_title = 1; next }
-/^##+ / { sub(/^#/, "") }
 /^\|/ {
     if (table_row == 0) split_row($0, header)
     else if (table_row > 1) print_table_row($0)
