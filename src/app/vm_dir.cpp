@@ -172,11 +172,11 @@ bool VmDir::remove_if_stale() const {
     return true;
 }
 
-void ensure_private_dir(const fs::path& dir, std::string_view what, std::string_view option) {
+void ensure_private_dir(const fs::path& dir, std::string_view what, std::string_view option, mode_t mode) {
     std::error_code ec;
     if (!fs::exists(dir, ec)) {
         fs::create_directories(dir.parent_path(), ec);
-        if (::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+        if (::mkdir(dir.c_str(), mode) != 0 && errno != EEXIST)
             fail("cannot create the " + std::string(what) + " \"" + dir.string() + "\"");
     }
     // Another user must not own or be able to write the directory whose state files decide
@@ -191,7 +191,7 @@ void ensure_private_dir(const fs::path& dir, std::string_view what, std::string_
 }
 
 void ensure_vm_state_dir(const util::VmLayout& layout) {
-    ensure_private_dir(layout.state_dir.parent_path(), "state directory", "--state-dir");
+    ensure_private_dir(layout.state_dir.parent_path(), "state directory", "--state-dir", 0711);
     ensure_private_dir(layout.state_dir, "state directory", "--state-dir");
     if (::chmod(layout.state_dir.c_str(), 0700) != 0) fail("cannot chmod \"" + layout.state_dir.string() + "\"");
     // What kvmgpu, QEMU and swtpm write in it by name: none may lead elsewhere.

@@ -88,12 +88,15 @@ private:
     util::VmLayout layout_;
 };
 
-// Makes `dir` (0700) if it is missing, and refuses one that is not a directory owned by this
-// user and closed to others (`what` and `option` name it and its option in the error).
+// Makes `dir` (with `mode`, 0700 by default) if it is missing, and refuses one that is not a
+// directory owned by this user and writable only by it (`what` and `option` name it and its
+// option in the error).
 void ensure_private_dir(const std::filesystem::path& dir, std::string_view what = "runtime directory",
-                        std::string_view option = "--runtime-dir");
+                        std::string_view option = "--runtime-dir", mode_t mode = 0700);
 
-// STATE and STATE/NAME pass ensure_private_dir (STATE/NAME made 0700), and the files QEMU, swtpm
+// STATE (made 0711: QEMU's user passes through it to its own VM's directory, and lists
+// nothing) and STATE/NAME (made 0700; the access step lets QEMU's user search it while the VM
+// runs) pass ensure_private_dir, and the files QEMU, swtpm
 // and the hooks write there by name (OVMF_VARS.fd, tpm/, the logs) are, when they exist, regular
 // files with one link (tpm/ a directory) owned by this user: never a symlink that would make
 // root's QEMU write its target.

@@ -33,7 +33,7 @@ TEST_CASE("a directory read through its descriptor lists every entry, past one b
     CHECK(seen == made);
 }
 
-TEST_CASE("a directory that cannot be opened says why; link targets are read without following them",
+TEST_CASE("a directory that cannot be opened says why, and link targets are read without following them",
           "[host]") {
     kvmgpu::testing::TempDir dir;
     CHECK(open_dir((dir.path() / "missing").c_str()).error == ENOENT);
