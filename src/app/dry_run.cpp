@@ -35,6 +35,8 @@ DryRun dry_run(const std::filesystem::path& profile_file, const Context& ctx) {
     out.diagnostics = std::move(loaded.diagnostics);
     if (profile::has_errors(out.diagnostics)) return out;
     out.facts = gather_facts(out.profile, ctx, out.warnings);
+    // A real run passes the tap qemu-bridge-helper opened; fd 3 stands for it here.
+    if (out.profile.network.mode == profile::NetworkMode::bridge) out.facts.bridge_tap_fd = kDryRunBridgeTapFd;
     out.argv = qemu::build_argv(out.profile, out.facts);
     return out;
 }

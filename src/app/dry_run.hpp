@@ -21,6 +21,10 @@ struct DryRun {
     std::vector<std::string> argv;
 };
 
+// What the dry run's argv shows for the bridge tap's descriptor ([network] mode = "bridge"), which
+// only a real run opens.
+inline constexpr int kDryRunBridgeTapFd = 3;
+
 DryRun dry_run(const std::filesystem::path& profile_file, const Context& ctx);
 
 // The host facts the argv needs, read under ctx.host_root; problems become `warnings`.

@@ -13,6 +13,7 @@
 #include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
 #include "host/binder.hpp"
+#include "host/bridge_tap.hpp"
 #include "host/device_health.hpp"
 #include "host/lock.hpp"
 #include "qemu/swtpm.hpp"
@@ -194,7 +195,30 @@ void tpm_step(LaunchRun& run) {
     run.step("tpm", "starting swtpm", "state in " + tpm_state.string());
 }
 
-// 8. QEMU, paused (-S); the supervisor takes it from here.
+// 8. [network] mode = "bridge": kvmgpu runs qemu-bridge-helper (QEMU may not: -sandbox
+// spawn=deny, no privileges) and keeps the tap it sends for QEMU to inherit. Nothing to undo or
+// journal: the tap is not persistent, so the kernel removes it, and takes it out of the bridge,
+// when its last holder closes it (QEMU, or this launcher if QEMU never starts).
+void network_step(LaunchRun& run) {
+    const auto& n = run.profile.network;
+    if (n.mode != profile::NetworkMode::bridge) return;
+    host::BridgeTapRequest request;
+    request.bridge = n.bridge;
+    request.log_file = run.dir.log_file();  // its refusals (bridge.conf) land beside QEMU's output
+    request.environment = child_environment(own_home());
+    const std::string message = "opening a tap in the bridge " + util::quoted(n.bridge);
+    try {
+        run.bridge_tap = host::open_bridge_tap(request, &run.interrupt);
+    } catch (const host::BridgeTapError& e) {
+        if (e.interrupted()) run.check_interrupt("network");
+        run.fail("network", message, e.what());
+    }
+    run.facts.bridge_tap_fd = run.bridge_tap.get();
+    run.step("network", message, "by " + request.helper.string() + ", passed to QEMU as fd " +
+                                     std::to_string(run.bridge_tap.get()));
+}
+
+// 9. QEMU, paused (-S); the supervisor takes it from here.
 void spawn_step(LaunchRun& run) {
     const auto argv = qemu::build_argv(run.profile, run.facts);
     // QEMU ends before any undo gives its devices back (ChildProcess's kill policy: SIGKILL and
@@ -214,10 +238,13 @@ void spawn_step(LaunchRun& run) {
                 memlock_note = "; its locked-memory limit stays below the " + util::format_size(memlock) +
                                " VFIO pins (kvmgpu lacks CAP_SYS_RESOURCE to raise it)";
         }
+        if (run.bridge_tap) options.inherit_fds.push_back(run.bridge_tap.get());
         run.qemu = util::spawn(argv, options);
     } catch (const util::SpawnError& e) {
         run.fail("spawn", "starting " + argv.front(), e.what());
     }
+    // QEMU holds the tap now; our copy would keep it alive after QEMU exits.
+    run.bridge_tap.reset();
     run.state.qemu_pid = run.qemu.pid();
     run.state.qemu_start = util::process_start_time(run.qemu.pid()).value_or(0);
     run.dir.write_state(run.state);
@@ -234,7 +261,7 @@ constexpr std::array kSteps{
     LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
     LaunchStep{"access", access_step},     LaunchStep{"tpm", tpm_step},
-    LaunchStep{"spawn", spawn_step},
+    LaunchStep{"network", network_step},   LaunchStep{"spawn", spawn_step},
 };
 
 }  // namespace

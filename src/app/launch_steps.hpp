@@ -68,6 +68,8 @@ struct LaunchRun {
     // nullopt: they run as kvmgpu does.
     std::optional<util::SystemUser> qemu_user;
     util::ChildProcess swtpm;
+    // [network] mode = "bridge": the tap qemu-bridge-helper opened, until QEMU inherits it.
+    util::Fd bridge_tap;
     util::ChildProcess qemu;
 
     util::Revert revert;  // last: its destructor runs the undos while the rest still lives
@@ -85,7 +87,7 @@ struct LaunchStep {
 };
 
 // The steps before supervision, in order: check, runtime-dir, reserve, release, bind, prestart,
-// firmware, access, tpm, spawn. The supervisor then connects QMP, configures (pins), and resumes.
+// firmware, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
 // Registers, once, the undo of everything the VM's journal holds: the journal is replayed, last

@@ -268,8 +268,12 @@ private:
         switch (n.mode) {
             case NetworkMode::user: netdev.head = "user"; netdev.set("id", "kvmgpu-net0"); break;
             case NetworkMode::bridge:
-                netdev.head = "bridge";
-                netdev.set("id", "kvmgpu-net0").set("br", n.bridge);
+                // QEMU may not start qemu-bridge-helper (-sandbox spawn=deny, no privileges): kvmgpu
+                // ran it and QEMU inherits the tap in the bridge.
+                if (!f_.bridge_tap_fd)
+                    throw std::logic_error("build_argv: [network] mode = \"bridge\" without the tap's descriptor");
+                netdev.head = "tap";
+                netdev.set("id", "kvmgpu-net0").set("fd", std::to_string(*f_.bridge_tap_fd));
                 break;
             case NetworkMode::tap:
                 // script=no: kvmgpu runs no shell script; the tap must already exist.

@@ -21,6 +21,9 @@ struct HostFacts {
     std::vector<util::PciAddress> extra_functions;
     // The 64-bit MMIO window OVMF must give large BARs, in MiB (opt/ovmf/X-PciMmio64Mb).
     std::optional<std::uint64_t> mmio64_mb;
+    // [network] mode = "bridge": the tap kvmgpu had qemu-bridge-helper open, as the descriptor
+    // number QEMU inherits (-netdev tap,fd=N). build_argv throws std::logic_error without it.
+    std::optional<int> bridge_tap_fd;
 };
 
 // The MAC of the VM's NIC: the profile's, or one derived from the VM name (stable across runs,

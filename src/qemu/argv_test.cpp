@@ -29,6 +29,8 @@ qemu::HostFacts facts_for(const profile::Profile& p) {
     qemu::HostFacts f;
     f.layout.runtime_dir = "/run/kvmgpu/" + p.name;
     f.layout.state_dir = "/var/lib/kvmgpu/" + p.name;
+    // The launch has qemu-bridge-helper open the tap and passes it as this descriptor.
+    if (p.network.mode == profile::NetworkMode::bridge) f.bridge_tap_fd = 3;
     return f;
 }
 
@@ -216,6 +218,27 @@ TEST_CASE("the NIC's MAC is derived from the name when not given, and stable", "
     CHECK(qemu::mac_address(a).rfind("52:54:00:", 0) == 0);
     auto c = load_valid("name = \"x\"\n[machine]\nmemory = \"1G\"\n[network]\nmac = \"02:00:00:00:00:01\"\n");
     CHECK(qemu::mac_address(c) == "02:00:00:00:00:01");
+}
+
+TEST_CASE("a bridge is joined through the tap kvmgpu opened, which QEMU inherits", "[qemu][network]") {
+    const std::string head = "name = \"vm\"\n[machine]\nmemory = \"1G\"\n[network]\nmac = \"02:00:00:00:00:01\"\n";
+    const auto bridge = load_valid(head + "mode = \"bridge\"\nbridge = \"br0\"\n");
+    auto facts = facts_for(bridge);
+    facts.bridge_tap_fd = 7;
+    const auto argv = qemu::build_argv(bridge, facts);
+    // No "bridge" netdev: that one makes QEMU run the helper, which -sandbox spawn=deny forbids.
+    CHECK(values_of(argv, "-netdev") == std::vector<std::string>{"tap,id=kvmgpu-net0,fd=7"});
+    // The NIC is the same as for a tap the user made.
+    const auto tap = load_valid(head + "mode = \"tap\"\ntap = \"tap0\"\n");
+    const auto nic = [](const std::vector<std::string>& a) {
+        for (const auto& v : values_of(a, "-device"))
+            if (v.find("netdev=kvmgpu-net0") != std::string::npos) return v;
+        return std::string();
+    };
+    CHECK(nic(argv) == "virtio-net-pci,netdev=kvmgpu-net0,mac=02:00:00:00:00:01,id=kvmgpu-nic0");
+    CHECK(nic(argv) == nic(qemu::build_argv(tap, facts_for(tap))));
+    // Without the descriptor there is nothing QEMU could use: a bug in the caller, said loudly.
+    CHECK_THROWS_AS(qemu::build_argv(bridge, qemu::HostFacts{}), std::logic_error);
 }
 
 TEST_CASE("[qemu] extra comes last, word for word", "[qemu]") {

@@ -35,6 +35,7 @@ enum Stage : int {
     kStageSetsid = 1,
     kStageStdin,
     kStageLog,
+    kStageInherit,
     kStageRlimit,
     kStageGroups,
     kStageGid,
@@ -47,6 +48,7 @@ const char* stage_text(int stage) {
         case kStageSetsid: return "setsid() failed in the child";
         case kStageStdin: return "redirecting stdin to /dev/null failed in the child";
         case kStageLog: return "redirecting stdout and stderr to the log file failed in the child";
+        case kStageInherit: return "clearing FD_CLOEXEC of an inherited fd failed in the child";
         case kStageRlimit: return "setting RLIMIT_MEMLOCK failed in the child";
         case kStageGroups: return "setgroups() failed in the child";
         case kStageGid: return "setresgid() failed in the child";
@@ -111,15 +113,21 @@ bool install_fd(int from, int to) {
     ::_exit(127);
 }
 
-void close_fds_except(int keep, long open_max) {
-    const auto keep_u = static_cast<unsigned>(keep);
+// Closes every fd from 3 up except those in `keep` (sorted, unique, each above 2).
+// Async-signal-safe.
+void close_fds_except(const std::vector<int>& keep, long open_max) {
+    unsigned first = 3;
     bool ok = true;
-    if (keep_u > 3) ok = ::close_range(3, keep_u - 1, 0) == 0;
-    if (ok) ok = ::close_range(keep_u + 1, ~0U, 0) == 0;
+    for (const int fd : keep) {
+        const auto k = static_cast<unsigned>(fd);
+        if (ok && k > first) ok = ::close_range(first, k - 1, 0) == 0;
+        first = k + 1;
+    }
+    if (ok) ok = ::close_range(first, ~0U, 0) == 0;
     if (ok) return;
     // Kernels before 5.9 lack close_range: close one by one.
     for (long fd = 3; fd < open_max; ++fd) {
-        if (fd != keep) ::close(static_cast<int>(fd));
+        if (!std::binary_search(keep.begin(), keep.end(), static_cast<int>(fd))) ::close(static_cast<int>(fd));
     }
 }
 
@@ -310,6 +318,11 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
         }
     }
     const long open_max = std::clamp(::sysconf(_SC_OPEN_MAX), 256L, 1L << 20);
+    for (const int fd : options.inherit_fds) {
+        if (fd <= STDERR_FILENO || ::fcntl(fd, F_GETFD) < 0)
+            throw SpawnError("cannot start " + util::quoted(argv.front()) + ": the fd " + std::to_string(fd) +
+                             " it should inherit is not an open descriptor above 2");
+    }
 
     int pipe_fds[2];
     if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
@@ -317,6 +330,11 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
     }
     Fd pipe_read(pipe_fds[0]);
     Fd pipe_write(pipe_fds[1]);
+    // The fds the child keeps open: the failure pipe (close-on-exec) and the inherited ones.
+    std::vector<int> keep = options.inherit_fds;
+    keep.push_back(pipe_write.get());
+    std::sort(keep.begin(), keep.end());
+    keep.erase(std::unique(keep.begin(), keep.end()), keep.end());
 
     const pid_t pid = ::fork();
     if (pid < 0) {
@@ -336,7 +354,9 @@ ChildProcess spawn(const std::vector<std::string>& argv, const SpawnOptions& opt
         if (log_fd && (!install_fd(log_fd.get(), STDOUT_FILENO) || !install_fd(log_fd.get(), STDERR_FILENO))) {
             child_fail(report, kStageLog);
         }
-        if (options.close_other_fds) close_fds_except(report, open_max);
+        if (options.close_other_fds) close_fds_except(keep, open_max);
+        for (const int fd : options.inherit_fds)
+            if (!install_fd(fd, fd)) child_fail(report, kStageInherit);
         if (options.umask) ::umask(*options.umask);
         if (options.memlock_limit) {
             const rlimit limit{*options.memlock_limit, *options.memlock_limit};

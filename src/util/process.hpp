@@ -31,6 +31,10 @@ struct SpawnOptions {
     // Close every fd above 2 in the child, so it holds no sockets, journal files or pipes of
     // the parent (a leaked listening socket would keep a control socket alive after we exit).
     bool close_other_fds = true;
+    // Descriptors the child inherits under the same numbers (each above 2): close_other_fds
+    // spares them, and their FD_CLOEXEC is cleared in the child only, so the parent may keep
+    // them close-on-exec for every other program it starts. The parent keeps owning them.
+    std::vector<int> inherit_fds;
     // Connect the child's stdin to /dev/null; otherwise it is inherited.
     bool stdin_null = true;
     // Exactly these "NAME=VALUE" strings are the child's environment; nullopt: the parent's.

@@ -1,16 +1,21 @@
 #include "util/process.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <vector>
+
+#include "util/fd.hpp"
 
 #include "temp_dir.hpp"
 
@@ -153,6 +158,44 @@ TEST_CASE("the child inherits no fds beyond stdio when close_other_fds is set", 
     auto child = spawn({"/bin/ls", "/proc/self/fd"}, options);
     REQUIRE(child.wait_for(10s).value_or(-1) == 0);
     CHECK(read_file(log) == "0\n1\n2\n3\n");
+}
+
+TEST_CASE("inherit_fds gives the child a close-on-exec fd under its number, and only that one", "[process]") {
+    TempDir dir;
+    const auto log = dir.path() / "fds.log";
+    int kept_fds[2];
+    int other_fds[2];
+    REQUIRE(::pipe2(kept_fds, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(other_fds, O_CLOEXEC) == 0);
+    const kvmgpu::util::Fd kept_read(kept_fds[0]), kept_write(kept_fds[1]);
+    const kvmgpu::util::Fd other_read(other_fds[0]), other_write(other_fds[1]);
+    SpawnOptions options;
+    options.log_file = log;
+    options.inherit_fds = {kept_write.get()};
+    // The child writes into the inherited pipe through its number; ls lists what it holds.
+    const std::string n = std::to_string(kept_write.get());
+    auto child = spawn({"/bin/sh", "-c", "echo hello >&" + n + " && ls /proc/self/fd", "sh"}, options);
+    REQUIRE(child.wait_for(10s).value_or(-1) == 0);
+    char buffer[16] = {};
+    REQUIRE(::read(kept_read.get(), buffer, sizeof buffer) == 6);
+    CHECK(std::string(buffer) == "hello\n");
+    // ls sees 0-2, the kept fd and its own directory fd (the lowest free number), nothing else.
+    std::istringstream listed(read_file(log));
+    std::vector<int> fds;
+    for (int fd; listed >> fd;) fds.push_back(fd);
+    CHECK(std::count(fds.begin(), fds.end(), kept_write.get()) == 1);
+    CHECK(std::count(fds.begin(), fds.end(), other_write.get()) == 0);
+    CHECK(fds.size() == 5);
+    // The parent's copy stays close-on-exec.
+    CHECK((::fcntl(kept_write.get(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+TEST_CASE("inherit_fds refuses a closed fd or a standard stream", "[process]") {
+    SpawnOptions options;
+    options.inherit_fds = {1000};
+    CHECK_THROWS_AS(spawn({"/bin/true"}, options), SpawnError);
+    options.inherit_fds = {1};
+    CHECK_THROWS_AS(spawn({"/bin/true"}, options), SpawnError);
 }
 
 TEST_CASE("new_session puts the child in its own session", "[process]") {
