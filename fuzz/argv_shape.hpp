@@ -45,7 +45,7 @@ inline std::vector<std::string> split_option(std::string_view value) {
 
 inline void check_argv_shape(const std::vector<std::string>& argv, std::size_t extra) {
     static const std::set<std::string_view> with_value{
-        "-name", "-display", "-msg", "-machine", "-accel", "-cpu", "-smp", "-m", "-object", "-rtc",
+        "-name", "-display", "-msg", "-sandbox", "-machine", "-accel", "-cpu", "-smp", "-m", "-object", "-rtc",
         "-blockdev", "-global", "-chardev", "-mon", "-pidfile", "-device", "-fw_cfg", "-vnc", "-spice",
         "-netdev", "-audiodev", "-tpmdev"};
     static const std::set<std::string_view> without_value{"-nodefaults", "-no-user-config", "-S"};
@@ -58,7 +58,8 @@ inline void check_argv_shape(const std::vector<std::string>& argv, std::size_t e
         "rombar", "romfile", "script", "serial", "server", "share", "size", "smm", "sockets", "string",
         "threads", "timestamp", "tpmdev", "value", "vendorid", "vmport", "wait", "websocket", "x-vga",
         "hv-relaxed", "hv-vapic", "hv-spinlocks", "hv-time", "hv-reset", "hv-frequencies", "hv-runtime",
-        "hv-vpindex", "hv-synic", "hv-stimer", "hv-tlbflush", "hv-ipi"};
+        "hv-vpindex", "hv-synic", "hv-stimer", "hv-tlbflush", "hv-ipi",
+        "obsolete", "elevateprivileges", "spawn", "resourcecontrol", "fd"};
     check_no_control_chars(argv);
     if (argv.empty() || argv[0].empty()) shape_violation("no binary", "");
     if (argv.size() < 1 + extra) shape_violation("fewer words than the extra ones", "");

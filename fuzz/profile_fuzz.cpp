@@ -27,6 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     qemu::HostFacts facts;
     facts.layout = util::VmLayout::of("/run/kvmgpu", "/var/lib/kvmgpu", loaded.profile.name);
     facts.mmio64_mb = 65536;
+    facts.bridge_tap_fd = 3;  // as the dry run shows it: a bridge needs the tap's descriptor
     const auto argv = qemu::build_argv(loaded.profile, facts);
     fuzz::check_argv_shape(argv, loaded.profile.qemu.extra.size());
     if (loaded.profile.tpm.enabled) fuzz::check_no_control_chars(qemu::swtpm_argv(facts.layout));
