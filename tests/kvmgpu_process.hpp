@@ -40,21 +40,11 @@ struct Output {
 };
 
 // Runs kvmgpu to completion (stdout and stderr captured through files).
-inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesystem::path& scratch) {
-    const auto out = scratch / "cmd.out", err = scratch / "cmd.err";
-    const pid_t pid = ::fork();
-    if (pid == 0) {
-        int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        ::dup2(o, 1);
-        ::dup2(e, 2);
-        exec_kvmgpu(args);
-    }
-    int raw = 0;
-    ::waitpid(pid, &raw, 0);
-    auto slurp = [](const std::filesystem::path& p) {
+// The exit status (128 + N for a signal) and what the child wrote to the files OUT and ERR.
+inline Output collected_output(int raw, const std::filesystem::path& out, const std::filesystem::path& err) {
+    auto slurp = [](const std::filesystem::path& path) {
         std::string s;
-        if (FILE* f = std::fopen(p.c_str(), "r")) {
+        if (FILE* f = std::fopen(path.c_str(), "r")) {
             char buf[4096];
             std::size_t n;
             while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
@@ -67,6 +57,21 @@ inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesy
     o.out = slurp(out);
     o.err = slurp(err);
     return o;
+}
+
+inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesystem::path& scratch) {
+    const auto out = scratch / "cmd.out", err = scratch / "cmd.err";
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        int o = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        ::dup2(o, 1);
+        ::dup2(e, 2);
+        exec_kvmgpu(args);
+    }
+    int raw = 0;
+    ::waitpid(pid, &raw, 0);
+    return collected_output(raw, out, err);
 }
 
 // Runs kvmgpu like kvmgpu_run, for input that might make it hang or grow without bound: it is
@@ -103,21 +108,7 @@ inline Output kvmgpu_run_bounded(const std::vector<std::string>& args, const std
         ::waitpid(pid, &raw, 0);
     }
     if (pidfd >= 0) ::close(pidfd);
-    auto slurp = [](const std::filesystem::path& path) {
-        std::string s;
-        if (FILE* f = std::fopen(path.c_str(), "r")) {
-            char buf[4096];
-            std::size_t n;
-            while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
-            std::fclose(f);
-        }
-        return s;
-    };
-    Output o;
-    o.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : 128 + WTERMSIG(raw);
-    o.out = slurp(out);
-    o.err = slurp(err);
-    return o;
+    return collected_output(raw, out, err);
 }
 
 // A long-running `kvmgpu ...` (the supervisor): stdout is a pipe read line by line; stderr goes
