@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <utility>
 
+#include "profile/toml_guard.hpp"
 #include "util/fd.hpp"
 
 namespace kvmgpu::profile {
@@ -59,6 +61,20 @@ std::size_t utf8_length(std::string_view text, std::size_t i) {
         return in(byte(1), lo, hi) && in(byte(2), 0x80, 0xbf) && in(byte(3), 0x80, 0xbf) ? 4 : 0;
     }
     return 0;
+}
+
+// Line and column (in characters, from 1) of a byte offset into valid UTF-8 text.
+std::pair<std::uint32_t, std::uint32_t> position_of(std::string_view text, std::size_t offset) {
+    std::uint32_t line = 1, column = 1;
+    for (std::size_t i = 0; i < offset && i < text.size(); ++i) {
+        if (text[i] == '\n') {
+            ++line;
+            column = 1;
+        } else if ((static_cast<unsigned char>(text[i]) & 0xc0) != 0x80) {
+            ++column;
+        }
+    }
+    return {line, column};
 }
 
 }  // namespace
@@ -134,6 +150,10 @@ bool check_profile_text(std::string_view text, const std::string& label, Diagnos
             return problem(line, 1,
                            "line " + std::to_string(line) + " is longer than " + std::to_string(kMaxLineBytes) +
                                " bytes; kvmgpu reads lines of at most that (split a long array over several lines)");
+    }
+    if (const auto hazard = find_non_ascii_toml_hazard(text)) {
+        const auto [at_line, at_column] = position_of(text, hazard->offset);
+        return problem(at_line, at_column, hazard->message);
     }
     return true;
 }

@@ -8,7 +8,9 @@
 //   - lines of at most kMaxLineBytes, which bounds how deep one dotted key or table header
 //     can nest (a key cannot span lines);
 //   - valid UTF-8 (RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF, no
-//     sequence cut short).
+//     sequence cut short);
+//   - no non-ASCII character where toml++ 3.3 would test it for whitespace, which is undefined
+//     behaviour there (profile/toml_guard.hpp).
 //
 // The loader then parses on a thread of its own with kParserStackBytes of stack, so the
 // margin does not depend on the caller's stack or `ulimit -s`.

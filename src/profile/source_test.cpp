@@ -167,6 +167,62 @@ TEST_CASE("invalid UTF-8 is an error at its line and column before TOML sees it"
     }
 }
 
+// toml++ 3.3 reaches __builtin_unreachable() when it tests U+00A1..U+0499 for whitespace: the
+// fuzzer's findings ("\xd0\xb7" alone, "\xc2\xb8" inside a table header) were undefined behaviour,
+// a crash under UBSan. Each place the parser tests a character is covered (profile/toml_guard).
+TEST_CASE("a non-ASCII character where toml++ tests for whitespace is refused before it parses", "[profile][source]") {
+    struct Case {
+        const char* what;
+        std::string text;
+        std::uint32_t line, column;
+        const char* says;
+    };
+    const char* outside = "a non-ASCII character outside a string or comment";
+    // clang-format off
+    const std::vector<Case> cases = {
+        {"alone in the file (fuzz finding)", "\xd0\xb7", 1, 1, outside},
+        {"inside a table header (fuzz finding)", "name = \"s\"\n[GG\xc2\xb8GG]\n", 2, 4, outside},
+        {"a bare key", "\xc3\xa9 = 1\n", 1, 1, outside},
+        {"after a value", "name = \"vm\" \xc2\xa1\n", 1, 13, outside},
+        {"after the closing quote of a key", "\"k\"\xd0\xb7 = 1\n", 1, 4, outside},
+        {"after a multi-line string", "a = \"\"\"x\"\"\"\xd0\xb7\n", 1, 12, outside},
+        {"escaped in a multi-line string", "a = \"\"\"x\\\xd0\xb7\"\"\"\n", 1, 10,
+         "right after a backslash in a \"\"\" string"},
+        {"after a line-ending backslash", "a = \"\"\"x\\\n   \xd0\xb7\"\"\"\n", 2, 4,
+         "right after a line-ending backslash"},
+        {"after a line-ending backslash on its line", "a = \"\"\"x\\  \xd0\xb7\n\"\"\"\n", 1, 12,
+         "right after a line-ending backslash"},
+    };
+    // clang-format on
+    for (const auto& c : cases) {
+        DYNAMIC_SECTION(c.what) {
+            const auto r = load_text(c.text, "/p/vm.toml");
+            INFO(dump(r.diagnostics));
+            REQUIRE(r.diagnostics.size() == 1);
+            CHECK(r.diagnostics[0].pos.line == c.line);
+            CHECK(r.diagnostics[0].pos.column == c.column);
+            CHECK(r.diagnostics[0].message.find(c.says) != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("non-ASCII text where TOML allows it reaches the parser", "[profile][source]") {
+    const std::string text = minimal +
+        "# caf\xc3\xa9 \xd0\xb7 comment \"\n"
+        "[cpu]\n"
+        "model = \"\xd0\xb7\\\"\xc2\xb8\"  # \xc2\xa1\n"
+        "[qemu]\n"
+        "extra = ['\xd0\xb7\"', '''\xc2\xb8\\\xd0\xb7''', \"\"\"\xd0\xb7\\\n  a\xc2\xb8\"\"\"\"\"]\n";
+    const auto r = load_text(text, "/p/vm.toml");
+    INFO(dump(r.diagnostics));
+    REQUIRE(!has_errors(r.diagnostics));
+    CHECK(r.profile.cpu.model == "\xd0\xb7\"\xc2\xb8");
+    REQUIRE(r.profile.qemu.extra.size() == 3);
+    CHECK(r.profile.qemu.extra[0] == "\xd0\xb7\"");
+    CHECK(r.profile.qemu.extra[1] == "\xc2\xb8\\\xd0\xb7");
+    CHECK(r.profile.qemu.extra[2] == "\xd0\xb7" "a\xc2\xb8\"\"");
+}
+
 TEST_CASE("kvmgpu check refuses hostile profile files quickly and with exit 2", "[profile][source][cli]") {
     TempDir dir;
     const auto fifo = dir.path() / "fifo.toml";
