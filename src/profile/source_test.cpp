@@ -13,6 +13,7 @@
 #include "kvmgpu_process.hpp"
 #include "profile/loader.hpp"
 #include "profile/source.hpp"
+#include "profile/toml_guard.hpp"
 #include "profile/validate.hpp"
 #include "temp_dir.hpp"
 #include "util/stack_thread.hpp"
@@ -190,6 +191,10 @@ TEST_CASE("a non-ASCII character where toml++ tests for whitespace is refused be
          "right after a backslash in a \"\"\" string"},
         {"after a line-ending backslash", "a = \"\"\"x\\\n   \xd0\xb7\"\"\"\n", 2, 4,
          "right after a line-ending backslash"},
+        {"in a bare value through a quote", "a = 1\"\xd0\xb7\"\n", 1, 7, outside},
+        {"in a bare value after NULs (fuzz finding)", std::string("name = 5\0>\0\0li\"\xcf\xb8\"\na", 20), 1, 16, outside},
+        {"in an array's bare value", "a = [1, true\"\xd0\xb7\"]\n", 1, 14, outside},
+        {"after a date and time", "a = 1979-05-27 07:32:00\"\xd0\xb7\"\n", 1, 25, outside},
         {"after a line-ending backslash on its line", "a = \"\"\"x\\  \xd0\xb7\n\"\"\"\n", 1, 12,
          "right after a line-ending backslash"},
     };
@@ -221,6 +226,19 @@ TEST_CASE("non-ASCII text where TOML allows it reaches the parser", "[profile][s
     CHECK(r.profile.qemu.extra[0] == "\xd0\xb7\"");
     CHECK(r.profile.qemu.extra[1] == "\xc2\xb8\\\xd0\xb7");
     CHECK(r.profile.qemu.extra[2] == "\xd0\xb7" "a\xc2\xb8\"\"");
+}
+
+TEST_CASE("the TOML lexer lets non-ASCII strings through wherever TOML allows a string", "[profile][source]") {
+    for (const char* text : {
+             "a=\"\xc3\xa9\"\n",
+             "a = {c=\"\xc3\xa9\", d=['\xc3\xa9', \"\xc3\xa9\"], e={f='''\xc3\xa9'''}}\n",
+             "[t.\"\xc3\xa9\"]\n[[u.'\xc3\xa9']]\nx = \"\"\"\n\xc3\xa9\"\"\"\n",
+             "a = [\n  \"\xc3\xa9\", # \xc3\xa9\n  \"\xc3\xa9\",\n]\nb = 1 # \xc3\xa9\n\"\xc3\xa9\" = 2\n",
+             "a.\"\xc3\xa9\".b = 'x'\n",
+         }) {
+        INFO(text);
+        CHECK_FALSE(find_non_ascii_toml_hazard(text));
+    }
 }
 
 TEST_CASE("kvmgpu check refuses hostile profile files quickly and with exit 2", "[profile][source][cli]") {
