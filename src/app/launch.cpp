@@ -32,7 +32,7 @@ StoppedEvent give_everything_back(LaunchRun& run, const ExitVerdict& verdict) {
     else if (!stopped.devices_not_working.empty())
         stopped.hint = "some devices came back but do not work (see the verify lines above for what is missing and the fix)";
     try {
-        run_hook(run, "poststop", run.profile.hooks.poststop, run.facts.layout.poststop_log());
+        run_hook(run, "poststop", run.profile.hooks.poststop, {"KVMGPU_EXIT_REASON=" + stopped.reason});
     } catch (const StepFailed&) {
         stopped.poststop_failed = true;
     }
@@ -109,8 +109,15 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     host::RealSysfsWriter real_writer({.timeout = options.sysfs_timeout, .interrupt = &interrupt});
     // Before the run: its undos use it.
     host::ExecRunner exec_runner(ctx.vm_layout(p.name).release_log());
-    LaunchRun run(p, ctx, options, report, interrupt, options.writer ? *options.writer : real_writer);
+    // Every event goes to the caller and to STATE/NAME/logs/events.log, kept after the run.
+    EventLog event_log;
+    const Report report_and_keep = [&report, &event_log](const Event& e) {
+        event_log.record(e);
+        report(e);
+    };
+    LaunchRun run(p, ctx, options, report_and_keep, interrupt, options.writer ? *options.writer : real_writer);
     run.runner = options.runner ? options.runner : &exec_runner;
+    run.event_log = &event_log;
     try {
         for (const auto& step : launch_steps()) {
             if (options.before_step) options.before_step(step.name);

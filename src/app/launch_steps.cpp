@@ -35,26 +35,6 @@ std::string signal_name(int sig) {
     }
 }
 
-// Waits for `child` to exit; nullopt when a stop signal came first.
-std::optional<int> wait_child(util::ChildProcess& child, util::Interrupt& interrupt) {
-    while (true) {
-        if (auto status = child.try_wait()) return status;
-        // Without a pidfd (kernel < 5.3) the wait is a 20 ms poll of the child.
-        const auto deadline = child.pidfd() >= 0 ? Clock::time_point::max() : Clock::now() + std::chrono::milliseconds(20);
-        if (util::wait_readable(child.pidfd(), deadline, &interrupt) == util::WaitResult::interrupted)
-            return std::nullopt;
-    }
-}
-
-// A child abandoned because the launch is stopping: SIGTERM, 5 s to exit, then SIGKILL.
-void end_child(util::ChildProcess& child) {
-    try {
-        child.kill(SIGTERM);
-        if (!child.wait_for(std::chrono::seconds(5))) child.kill(SIGKILL);
-    } catch (const std::exception&) {
-    }
-}
-
 // 1. The host check; refuses on any error before anything changes.
 void check_step(LaunchRun& run) {
     const auto& p = run.profile;
@@ -103,6 +83,8 @@ void runtime_dir_step(LaunchRun& run) {
     // QEMU writes them, so nobody else may have a say in where they lead.
     try {
         ensure_vm_state_dir(run.facts.layout);
+        start_run_logs(run.facts.layout);
+        if (run.event_log) run.event_log->open(run.facts.layout.events_log());
     } catch (const std::exception& e) {
         run.fail("runtime-dir", "checking the state directory " + run.facts.layout.state_dir.string(), e.what());
     }
@@ -129,7 +111,11 @@ void reserve_step(LaunchRun& run) {
     });
 }
 
-// 4. Every device to vfio-pci; the journal records each before its first sysfs write.
+// 4. The prepare hook: the devices are reserved, nothing on the host has changed for them yet.
+void prepare_step(LaunchRun& run) { run_hook(run, "prepare", run.profile.hooks.prepare); }
+
+// 5. Every device to vfio-pci, once the release step (release_step.cpp) freed them; the journal
+// records each before its first sysfs write.
 void bind_step(LaunchRun& run) {
     if (run.devices.empty()) return;
     const auto host_dir = host_state_dir(run.ctx);
@@ -145,10 +131,10 @@ void bind_step(LaunchRun& run) {
     }
 }
 
-// 5. The prestart hook.
-void prestart_step(LaunchRun& run) { run_hook(run, "prestart", run.profile.hooks.prestart, run.facts.layout.hooks_log()); }
+// 6. The prestart hook: the devices are on vfio-pci.
+void prestart_step(LaunchRun& run) { run_hook(run, "prestart", run.profile.hooks.prestart); }
 
-// 6. The VM's own copy of the OVMF variables, made once and kept across runs.
+// 7. The VM's own copy of the OVMF variables, made once and kept across runs.
 void firmware_step(LaunchRun& run) {
     const auto& p = run.profile;
     if (p.firmware.type != profile::FirmwareType::ovmf) return;
@@ -163,7 +149,7 @@ void firmware_step(LaunchRun& run) {
     run.step("firmware", "copying " + tmpl.string() + " → " + copy.string());
 }
 
-// 7. A software TPM: swtpm serves the socket the argv names and ends by itself when QEMU
+// 8. A software TPM: swtpm serves the socket the argv names and ends by itself when QEMU
 // disconnects (--terminate). Its state persists in STATE/NAME/tpm.
 void tpm_step(LaunchRun& run) {
     if (!run.profile.tpm.enabled) return;
@@ -195,7 +181,7 @@ void tpm_step(LaunchRun& run) {
     run.step("tpm", "starting swtpm", "state in " + tpm_state.string());
 }
 
-// 8. [network] mode = "bridge": kvmgpu runs qemu-bridge-helper (QEMU may not: -sandbox
+// 9. [network] mode = "bridge": kvmgpu runs qemu-bridge-helper (QEMU may not: -sandbox
 // spawn=deny, no privileges) and keeps the tap it sends for QEMU to inherit. Nothing to undo or
 // journal: the tap is not persistent, so the kernel removes it, and takes it out of the bridge,
 // when its last holder closes it (QEMU, or this launcher if QEMU never starts).
@@ -218,7 +204,7 @@ void network_step(LaunchRun& run) {
                                      std::to_string(run.bridge_tap.get()));
 }
 
-// 9. QEMU, paused (-S); the supervisor takes it from here.
+// 10. QEMU, paused (-S); the supervisor takes it from here.
 void spawn_step(LaunchRun& run) {
     const auto argv = qemu::build_argv(run.profile, run.facts);
     // QEMU ends before any undo gives its devices back (ChildProcess's kill policy: SIGKILL and
@@ -257,7 +243,8 @@ void spawn_step(LaunchRun& run) {
 
 constexpr std::array kSteps{
     LaunchStep{"check", check_step},       LaunchStep{"runtime-dir", runtime_dir_step},
-    LaunchStep{"reserve", reserve_step},   LaunchStep{"release", release_step},
+    LaunchStep{"reserve", reserve_step},   LaunchStep{"prepare", prepare_step},
+    LaunchStep{"release", release_step},
     LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
     LaunchStep{"access", access_step},     LaunchStep{"tpm", tpm_step},
@@ -306,30 +293,6 @@ void register_journal_undo(LaunchRun& run) {
             if (!*o.working) run.not_working.push_back(o.address);
         }
     });
-}
-
-void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv, const fs::path& log) {
-    if (argv.empty()) return;
-    const std::string message = std::string("running ") + which + " hook " + util::shell_join(argv);
-    util::ChildProcess child;
-    try {
-        util::SpawnOptions options;
-        options.log_file = log;
-        options.environment = child_environment(own_home());
-        child = util::spawn(argv, options);
-    } catch (const util::SpawnError& e) {
-        run.fail(which, message, e.what());
-    }
-    const auto status = wait_child(child, run.interrupt);
-    if (!status) {
-        end_child(child);
-        run.check_interrupt(which);
-    }
-    if (!status || !util::exited_successfully(*status))
-        run.fail(which, message,
-                 "the hook " + (status ? util::describe_wait_status(*status) : std::string("was stopped")) +
-                     " (its output is in " + log.string() + ")");
-    run.step(which, message);
 }
 
 }  // namespace kvmgpu::app

@@ -17,6 +17,7 @@
 #include "app/context.hpp"
 #include "app/events.hpp"
 #include "app/launch.hpp"
+#include "app/run_logs.hpp"
 #include "app/vm_dir.hpp"
 #include "host/binder.hpp"
 #include "host/host_model.hpp"
@@ -71,6 +72,8 @@ struct LaunchRun {
     // [network] mode = "bridge": the tap qemu-bridge-helper opened, until QEMU inherits it.
     util::Fd bridge_tap;
     util::ChildProcess qemu;
+    // Where the run's events are kept; the runtime-dir step opens it in STATE/NAME/logs.
+    EventLog* event_log = nullptr;
 
     util::Revert revert;  // last: its destructor runs the undos while the rest still lives
 
@@ -86,7 +89,7 @@ struct LaunchStep {
     void (*run)(LaunchRun&);
 };
 
-// The steps before supervision, in order: check, runtime-dir, reserve, release, bind, prestart,
+// The steps before supervision, in order: check, runtime-dir, reserve, prepare, release, bind, prestart,
 // firmware, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
@@ -110,11 +113,16 @@ void access_step(LaunchRun& run);
 // umask 077, and as run.qemu_user when there is one.
 util::SpawnOptions confined_spawn_options(const LaunchRun& run);
 
-// Runs a hook (argv, no shell) to completion, its output appended to `log`. During the launch
-// (prestart) a pending stop signal ends the hook (SIGTERM, then SIGKILL after 5 s) and fails the
-// step. The poststop hook runs after the supervisor has stopped taking signals: nothing ends it
-// early (hooks have no timeout yet).
-void run_hook(LaunchRun& run, const char* which, const std::vector<std::string>& argv,
-              const std::filesystem::path& log);
+// Runs a hook (argv, no shell; nothing when `argv` is empty) to completion, with the minimal
+// environment (child_env.hpp) plus what it is run for: KVMGPU_VM_NAME, KVMGPU_HOOK (`phase`),
+// KVMGPU_DEVICES (the plan's PCI addresses, space-separated), KVMGPU_PROFILE,
+// KVMGPU_VM_STATE_DIR, KVMGPU_VM_LOG_DIR (not KVMGPU_STATE_DIR, which kvmgpu itself reads: a hook
+// that runs kvmgpu must not move its STATE), and `extra_env`. Its output, between two lines
+// kvmgpu writes (what runs, how it ended), goes to STATE/NAME/logs/hooks.log, kept after the
+// run. A hook still running after [hooks] timeout, or when a stop signal arrives, is ended
+// (SIGTERM, then SIGKILL after 5 s). A hook that fails, times out or is stopped fails the step
+// (StepFailed). In hook.cpp.
+void run_hook(LaunchRun& run, std::string_view phase, const std::vector<std::string>& argv,
+              const std::vector<std::string>& extra_env = {});
 
 }  // namespace kvmgpu::app

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <map>
 #include <set>
 
 #include "app/launch.hpp"
@@ -99,6 +100,15 @@ TEST_CASE("a QEMU that dies after the devices were bound gives every device back
     CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
     CHECK(host::read_locks(app::host_state_dir(l.ctx)).empty());
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+    // The run's logs outlive it: QEMU's own words, and every event up to "stopped".
+    const auto logs = l.ctx.state_dir / "gpu" / "logs";
+    std::ifstream qemu_log(logs / "qemu.log");
+    const std::string said(std::istreambuf_iterator<char>(qemu_log), {});
+    CHECK_THAT(said, Catch::Contains("vfio"));
+    std::ifstream events(logs / "events.log");
+    std::vector<json> kept;
+    for (std::string line; std::getline(events, line);) kept.push_back(json::parse(line));
+    CHECK(kept == l.events);
 }
 
 TEST_CASE("a failing prestart hook undoes the binding before QEMU starts", "[app]") {
@@ -133,7 +143,87 @@ TEST_CASE("hooks get the minimal environment, never the caller's", "[app][securi
     names.erase("PWD");
     names.erase("SHLVL");
     names.erase("_");
-    CHECK(names == std::set<std::string>{"PATH", "HOME", "TZ"});
+    CHECK(names == std::set<std::string>{"PATH", "HOME", "TZ", "KVMGPU_VM_NAME", "KVMGPU_HOOK", "KVMGPU_DEVICES",
+                                         "KVMGPU_PROFILE", "KVMGPU_VM_STATE_DIR", "KVMGPU_VM_LOG_DIR"});
+}
+
+namespace {
+
+std::map<std::string, std::string> read_env_file(const fs::path& file) {
+    std::ifstream in(file);
+    std::map<std::string, std::string> vars;
+    for (std::string line; std::getline(in, line);)
+        if (const auto eq = line.find('='); eq != std::string::npos) vars[line.substr(0, eq)] = line.substr(eq + 1);
+    return vars;
+}
+
+std::string read_file(const fs::path& file) {
+    std::ifstream in(file);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+}  // namespace
+
+TEST_CASE("each hook is told the VM its phase and its devices and runs where the issue says", "[app][hooks]") {
+    Launch l;
+    const auto dir = l.fx.root();
+    const auto dump_env = [&](const char* phase) {
+        return "[\"/bin/sh\", \"-c\", \"env > " + (dir / phase).string() + "; readlink " + l.fx.path("sys/bus/pci/devices/0000:01:00.0/driver").string() + " > " + (dir / phase).string() + ".driver\"]";
+    };
+    // prestart fails, so that no QEMU starts; poststop does not run for a launch that never started.
+    const auto profile = passthrough_profile(
+        dir, std::string("[hooks]\nprepare = ") + dump_env("prepare") + "\nprestart = [\"/bin/sh\", \"-c\", \"env > " +
+                 (dir / "prestart").string() + "; echo prestart-said-this; exit 3\"]\n");
+    std::vector<std::string> steps;
+    l.before_step = [&](std::string_view s) { steps.emplace_back(s); };
+    CHECK(l.run(profile) == 1);
+    INFO(json(l.events).dump(1));
+    // prepare runs after the reservation and before the release and the bind: nothing is on vfio-pci yet.
+    const auto at = [&](const char* s) { return std::find(steps.begin(), steps.end(), s) - steps.begin(); };
+    CHECK(at("reserve") < at("prepare"));
+    CHECK(at("prepare") < at("release"));
+    CHECK(at("release") < at("bind"));
+    CHECK(l.saw("prepare", true));
+    CHECK_THAT(read_file(dir / "prepare.driver"), Catch::EndsWith("/nouveau\n"));
+    const auto state_dir = l.ctx.state_dir / "gpu";
+    for (const char* phase : {"prepare", "prestart"}) {
+        auto env = read_env_file(dir / phase);
+        INFO(phase);
+        CHECK(env["KVMGPU_VM_NAME"] == "gpu");
+        CHECK(env["KVMGPU_HOOK"] == phase);
+        CHECK(env["KVMGPU_DEVICES"] == "0000:01:00.0 0000:01:00.1");
+        CHECK(env["KVMGPU_PROFILE"] == (dir / "gpu.toml").string());
+        CHECK(env["KVMGPU_VM_STATE_DIR"] == state_dir.string());
+        CHECK(env["KVMGPU_VM_LOG_DIR"] == (state_dir / "logs").string());
+    }
+    // The failed hook's output outlives the runtime directory, between kvmgpu's own lines.
+    CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
+    const auto hooks_log = read_file(state_dir / "logs" / "hooks.log");
+    CHECK_THAT(hooks_log, Catch::Contains("prepare hook: /bin/sh -c"));
+    CHECK_THAT(hooks_log, Catch::Contains("prestart-said-this"));
+    CHECK_THAT(hooks_log, Catch::Contains("prestart hook exited with status 3"));
+    // And so does every event of the run, the check's first, the failed step's last.
+    std::ifstream events(state_dir / "logs" / "events.log");
+    std::vector<json> kept;
+    for (std::string line; std::getline(events, line);) kept.push_back(json::parse(line));
+    CHECK(kept == l.events);
+}
+
+TEST_CASE("a hook still running at [hooks] timeout is ended and the launch undone", "[app][hooks]") {
+    Launch l;
+    const auto profile = passthrough_profile(l.fx.root(), "[hooks]\ntimeout = 1\nprestart = [\"/bin/sleep\", \"600\"]\n");
+    const auto before = l.fx.snapshot();
+    const auto started = std::chrono::steady_clock::now();
+    CHECK(l.run(profile) == 1);
+    const auto took = std::chrono::steady_clock::now() - started;
+    INFO(json(l.events).dump(1));
+    CHECK(took < std::chrono::seconds(60));  // not the hook's 600 s
+    CHECK(l.saw("prestart", false));
+    const auto failed = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("step", "") == "prestart"; });
+    REQUIRE(failed != l.events.end());
+    CHECK_THAT(failed->value("error", ""), Catch::Contains("still running after 1 s ([hooks] timeout)"));
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
 }
 
 TEST_CASE("a host that is not ready is refused before anything changes", "[app]") {

@@ -195,8 +195,7 @@ void ensure_vm_state_dir(const util::VmLayout& layout) {
     ensure_private_dir(layout.state_dir, "state directory", "--state-dir");
     if (::chmod(layout.state_dir.c_str(), 0700) != 0) fail("cannot chmod \"" + layout.state_dir.string() + "\"");
     // What kvmgpu, QEMU and swtpm write in it by name: none may lead elsewhere.
-    for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.poststop_log(), false},
-                                           std::pair{layout.release_log(), false}, std::pair{layout.tpm_state(), true}}) {
+    for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.tpm_state(), true}}) {
         struct stat st {};
         if (::lstat(file.c_str(), &st) != 0) {
             if (errno == ENOENT) continue;
@@ -209,6 +208,17 @@ void ensure_vm_state_dir(const util::VmLayout& layout) {
                                      " (a symlink or a link to another file is refused: QEMU would write through it); "
                                      "remove it, then start the VM again");
     }
+}
+
+void start_run_logs(const util::VmLayout& layout) {
+    std::error_code ec;
+    // remove_all and rename act on a symlink itself, never on what it points to.
+    fs::remove_all(layout.previous_logs_dir(), ec);
+    if (ec) throw std::system_error(ec, "cannot remove \"" + layout.previous_logs_dir().string() + "\"");
+    if (::rename(layout.logs_dir().c_str(), layout.previous_logs_dir().c_str()) != 0 && errno != ENOENT)
+        fail("cannot move the last run's logs aside to \"" + layout.previous_logs_dir().string() + "\"");
+    if (::mkdir(layout.logs_dir().c_str(), 0700) != 0)
+        fail("cannot create the log directory \"" + layout.logs_dir().string() + "\"");
 }
 
 void VmDir::remove() const {

@@ -97,10 +97,15 @@ void ensure_private_dir(const std::filesystem::path& dir, std::string_view what 
 // STATE (made 0711: QEMU's user passes through it to its own VM's directory, and lists
 // nothing) and STATE/NAME (made 0700; the access step lets QEMU's user search it while the VM
 // runs) pass ensure_private_dir, and the files QEMU, swtpm
-// and the hooks write there by name (OVMF_VARS.fd, tpm/, the logs) are, when they exist, regular
+// write there by name (OVMF_VARS.fd, tpm/) are, when they exist, regular
 // files with one link (tpm/ a directory) owned by this user: never a symlink that would make
 // root's QEMU write its target.
 void ensure_vm_state_dir(const util::VmLayout& layout);
+
+// A new, empty STATE/NAME/logs (0700) for the run that starts; the last run's logs move to
+// logs.previous, replacing the run before it. Whatever was planted there (a symlink, another
+// user's file) is moved or removed, never written through. Call after ensure_vm_state_dir.
+void start_run_logs(const util::VmLayout& layout);
 
 // Every VM directory under RUNTIME, sorted by name. An unreadable RUNTIME is an error naming it
 // (a missing one has no VMs).

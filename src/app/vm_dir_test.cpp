@@ -144,8 +144,8 @@ TEST_CASE("a VM's state directory and the files written in it by name must be th
     };
     const std::vector<Case> cases{
         {"a symlinked OVMF_VARS.fd", [&] { fs::create_symlink(target, layout.ovmf_vars()); }, "OVMF_VARS.fd\" is not a regular file"},
-        {"a dangling symlinked log", [&] { fs::create_symlink(dir.path() / "nowhere", layout.poststop_log()); }, "poststop.log\" is not a regular file"},
-        {"a hard link to another file", [&] { fs::create_hard_link(target, layout.release_log()); }, "with one link"},
+        {"a dangling symlinked OVMF_VARS.fd", [&] { fs::create_symlink(dir.path() / "nowhere", layout.ovmf_vars()); }, "OVMF_VARS.fd\" is not a regular file"},
+        {"a hard link to another file", [&] { fs::create_hard_link(target, layout.ovmf_vars()); }, "with one link"},
         {"a symlink for tpm/", [&] { fs::create_directory_symlink(dir.path(), layout.tpm_state()); }, "tpm\" is not a directory"},
         {"a state directory others may write", [&] { ::chmod(layout.state_dir.c_str(), 0777); }, "is not a directory owned by this user"},
         {"a STATE others may write", [&] { ::chmod(layout.state_dir.parent_path().c_str(), 0777); }, "--state-dir"},
@@ -176,6 +176,41 @@ TEST_CASE("a VM's state directory and the files written in it by name must be th
         std::ofstream(layout.ovmf_vars()) << "vars";
         fs::create_directory(layout.tpm_state());
         CHECK_NOTHROW(ensure_vm_state_dir(layout));
+    }
+}
+
+TEST_CASE("each run starts with empty logs and keeps the last run's aside", "[app][vmdir]") {
+    testing::TempDir dir;
+    const auto layout = util::VmLayout::of(dir.path() / "run", dir.path() / "state", "vm");
+    ensure_vm_state_dir(layout);
+    const auto read = [](const fs::path& file) {
+        std::ifstream in(file);
+        return std::string(std::istreambuf_iterator<char>(in), {});
+    };
+    start_run_logs(layout);
+    std::ofstream(layout.qemu_log()) << "run 1";
+    start_run_logs(layout);
+    CHECK_FALSE(fs::exists(layout.qemu_log()));
+    CHECK(read(layout.previous_logs_dir() / "qemu.log") == "run 1");
+    std::ofstream(layout.qemu_log()) << "run 2";
+    start_run_logs(layout);
+    CHECK(read(layout.previous_logs_dir() / "qemu.log") == "run 2");
+    CHECK((fs::status(layout.logs_dir()).permissions() & fs::perms::all) == fs::perms::owner_all);
+
+    SECTION("a symlink planted for logs/ or logs.previous/ is moved or removed, never followed") {
+        const auto elsewhere = dir.path() / "elsewhere";
+        fs::create_directory(elsewhere);
+        std::ofstream(elsewhere / "qemu.log") << "keep";
+        fs::remove_all(layout.logs_dir());
+        fs::remove_all(layout.previous_logs_dir());
+        fs::create_directory_symlink(elsewhere, layout.logs_dir());
+        start_run_logs(layout);  // the link goes to logs.previous
+        CHECK(fs::is_symlink(layout.previous_logs_dir()));
+        CHECK_FALSE(fs::is_symlink(layout.logs_dir()));
+        start_run_logs(layout);  // and is removed, not what it points to
+        CHECK(read(elsewhere / "qemu.log") == "keep");
+        CHECK_FALSE(fs::is_symlink(layout.previous_logs_dir()));
+        CHECK(fs::is_directory(layout.logs_dir()));
     }
 }
 

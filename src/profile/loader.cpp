@@ -235,7 +235,10 @@ void read_tpm(TomlReader& r, const toml::table& t, const std::string& path, Tpm&
 
 void read_hooks(TomlReader& r, const toml::table& t, const std::string& path, Hooks& h) {
     r.read_keys(t, path, "[hooks]",
-                {{"prestart", r.strings(h.prestart)}, {"poststop", r.strings(h.poststop)}});
+                {{"prepare", r.strings(h.prepare)},
+                 {"prestart", r.strings(h.prestart)},
+                 {"poststop", r.strings(h.poststop)},
+                 {"timeout", r.integer(h.timeout_seconds, 1, 3600)}});
 }
 
 void read_release(TomlReader& r, const toml::table& t, const std::string& path, Release& rel) {
@@ -284,6 +287,7 @@ void resolve_programs(const TomlReader& r, Profile& p) {
         if (word.find('/') != std::string::npos && word.front() != '/')
             word = r.resolve(word).string();
     };
+    if (!p.hooks.prepare.empty()) resolve_program(p.hooks.prepare.front());
     if (!p.hooks.prestart.empty()) resolve_program(p.hooks.prestart.front());
     if (!p.hooks.poststop.empty()) resolve_program(p.hooks.poststop.front());
     if (!p.qemu.binary.empty()) resolve_program(p.qemu.binary);

@@ -132,9 +132,14 @@ struct Tpm {
     bool enabled = false;
 };
 
+// Programs run at fixed points of a VM's life (docs/profile.md [hooks]), each an argv, never a
+// shell string: prepare before anything on the host changes for the devices, prestart once they
+// are on vfio-pci, poststop after everything was given back.
 struct Hooks {
-    std::vector<std::string> prestart;  // argv, never a shell string
+    std::vector<std::string> prepare;
+    std::vector<std::string> prestart;
     std::vector<std::string> poststop;
+    unsigned timeout_seconds = 120;  // a hook still running then is ended, and its step fails
 };
 
 // What kvmgpu may do to free a card the host is using, before it binds the card and undone after

@@ -473,11 +473,11 @@ void check_looking_glass(const Profile& p, Checker& c) {
 void check_audio_hooks_qemu(const Profile& p, Checker& c) {
     if (p.audio.backend == AudioBackend::none && c.written("audio.server"))
         c.warning("audio.server", "[audio] server has no effect with backend = \"none\"");
-    for (const char* hook : {"prestart", "poststop"}) {
-        const auto& argv = std::string(hook) == "prestart" ? p.hooks.prestart : p.hooks.poststop;
+    for (const auto& [hook, argv] : {std::pair{"prepare", &p.hooks.prepare}, std::pair{"prestart", &p.hooks.prestart},
+                                      std::pair{"poststop", &p.hooks.poststop}}) {
         const std::string key = std::string("hooks.") + hook;
         if (!c.written(key)) continue;
-        if (argv.empty() || argv.front().empty())
+        if (argv->empty() || argv->front().empty())
             c.error(key, std::string("[hooks] ") + hook +
                              " must name a program: write it as an argv array, e.g. [\"/usr/local/"
                              "bin/my-hook\", \"arg\"]");

@@ -46,6 +46,7 @@ TEST_CASE("the real swtpm serves the socket its argv names, even under a path wi
     const auto layout = util::VmLayout::of(dir.path() / "run =x", dir.path() / "state =y", "vm");
     fs::create_directories(layout.qemu_dir());
     fs::create_directories(layout.tpm_state());
+    fs::create_directories(layout.logs_dir());
     util::SpawnOptions options;
     options.log_file = layout.swtpm_log();
     auto swtpm = util::spawn(qemu::swtpm_argv(layout), options);

@@ -11,15 +11,18 @@
 //                                 `kvmgpu stop` when the supervisor is gone
 //       qemu.pid                  QEMU's pidfile
 //       swtpm.sock                the software TPM's socket
-//     qemu.log, swtpm.log         QEMU's and swtpm's output (opened by kvmgpu)
-//     hooks.log                   the prestart hook's output
 //   RUNTIME/.host/                kvmgpu's host bookkeeping, shared by all VMs
 //     journal/NAME.json           the journal of host changes a VM's launch made
 //     locks/ADDRESS.lock, .mutex  device reservations
 //   STATE/NAME/                   what a VM keeps between runs (0700)
 //     OVMF_VARS.fd                its UEFI variables, copied from the template on the first run
 //     tpm/                        swtpm's state
-//     poststop.log                the poststop hook's output (the runtime directory is gone by then)
+//     logs/                       the logs of the last run (0700), kept after it ends:
+//       qemu.log, swtpm.log       QEMU's and swtpm's output (opened by kvmgpu)
+//       hooks.log                 the prepare, prestart and poststop hooks' output
+//       release.log               what systemctl and modprobe said freeing the card and after
+//       events.log                every event of the run, one JSON object per line (docs/json.md)
+//     logs.previous/              the run before it, moved aside when a run starts
 //
 // A VM name never starts with '.', so RUNTIME/.host is never a VM's directory.
 #include <filesystem>
@@ -41,17 +44,19 @@ struct VmLayout {
     std::filesystem::path qemu_dir() const { return runtime_dir / "qemu"; }
     std::filesystem::path qmp_socket() const { return qemu_dir() / "qmp.sock"; }
     std::filesystem::path rescue_socket() const { return qemu_dir() / "qmp-rescue.sock"; }
-    std::filesystem::path qemu_log() const { return runtime_dir / "qemu.log"; }
     std::filesystem::path qemu_pidfile() const { return qemu_dir() / "qemu.pid"; }
-    std::filesystem::path hooks_log() const { return runtime_dir / "hooks.log"; }
     std::filesystem::path swtpm_socket() const { return qemu_dir() / "swtpm.sock"; }
-    std::filesystem::path swtpm_log() const { return runtime_dir / "swtpm.log"; }
 
     std::filesystem::path ovmf_vars() const { return state_dir / "OVMF_VARS.fd"; }
     std::filesystem::path tpm_state() const { return state_dir / "tpm"; }
-    std::filesystem::path poststop_log() const { return state_dir / "poststop.log"; }
+    std::filesystem::path logs_dir() const { return state_dir / "logs"; }
+    std::filesystem::path previous_logs_dir() const { return state_dir / "logs.previous"; }
+    std::filesystem::path qemu_log() const { return logs_dir() / "qemu.log"; }
+    std::filesystem::path swtpm_log() const { return logs_dir() / "swtpm.log"; }
+    std::filesystem::path hooks_log() const { return logs_dir() / "hooks.log"; }
     // What `systemctl` and `modprobe` said while freeing the card and giving it back.
-    std::filesystem::path release_log() const { return state_dir / "release.log"; }
+    std::filesystem::path release_log() const { return logs_dir() / "release.log"; }
+    std::filesystem::path events_log() const { return logs_dir() / "events.log"; }
 };
 
 // RUNTIME/.host: the journals and device locks of every VM.
