@@ -11,6 +11,9 @@ struct Context {
     std::filesystem::path runtime_dir;  // RUNTIME: one directory per running VM, journals, locks
     std::filesystem::path state_dir;    // STATE: one directory per VM that outlives a run
     std::filesystem::path host_root = "/";  // every host path (sys, proc, dev) is read under it
+    // The desktop user behind a root kvmgpu (SUDO_USER), for files made for them (Looking
+    // Glass's shared memory); empty when kvmgpu was not started through sudo.
+    std::string invoking_user;
 
     // Every path of one VM (util/layout.hpp), and of kvmgpu's host bookkeeping.
     util::VmLayout vm_layout(const std::string& name) const { return util::VmLayout::of(runtime_dir, state_dir, name); }

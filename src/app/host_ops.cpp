@@ -27,6 +27,12 @@ host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bo
     return model;
 }
 
+std::string looking_glass_owner_name(const profile::Profile& profile, const Context& ctx) {
+    if (!profile.looking_glass.owner.empty()) return profile.looking_glass.owner;
+    if (!ctx.invoking_user.empty()) return ctx.invoking_user;
+    return util::user_name(::geteuid());
+}
+
 preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx) {
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
@@ -34,6 +40,10 @@ preflight::CheckOptions check_options(const profile::Profile& profile, const Con
     if (options.as_root && !profile.security.runs_as_root()) {
         options.qemu_user = util::find_user(profile.security.user);
         options.kvm_group = util::find_group("kvm");
+    }
+    if (profile.looking_glass.enabled) {
+        options.looking_glass_owner = looking_glass_owner_name(profile, ctx);
+        options.looking_glass_user = util::find_user(options.looking_glass_owner);
     }
     return options;
 }

@@ -33,6 +33,10 @@ host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bo
 // check() for a profile, with the reservations of the VMs that run now.
 // The check's facts beyond the host model: the device locks, and who QEMU runs as ([security]
 // user, looked up only when kvmgpu runs as root).
+// Who Looking Glass's shm file is for: [looking_glass] owner, else ctx.invoking_user, else the
+// user kvmgpu runs as.
+std::string looking_glass_owner_name(const profile::Profile& profile, const Context& ctx);
+
 preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx);
 
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);

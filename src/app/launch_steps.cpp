@@ -247,6 +247,7 @@ constexpr std::array kSteps{
     LaunchStep{"release", release_step},
     LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},
+    LaunchStep{"looking-glass", looking_glass_step},
     LaunchStep{"access", access_step},     LaunchStep{"tpm", tpm_step},
     LaunchStep{"network", network_step},   LaunchStep{"spawn", spawn_step},
 };

@@ -90,7 +90,7 @@ struct LaunchStep {
 };
 
 // The steps before supervision, in order: check, runtime-dir, reserve, prepare, release, bind, prestart,
-// firmware, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
+// firmware, looking-glass, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
 // Registers, once, the undo of everything the VM's journal holds: the journal is replayed, last
@@ -101,6 +101,13 @@ void register_journal_undo(LaunchRun& run);
 // Frees the card as the check planned ([release]): each change journaled, then made. In
 // release_step.cpp.
 void release_step(LaunchRun& run);
+
+// Looking Glass with the shm backend: creates the shared memory file for the desktop user
+// (looking_glass_owner_name), in the group of QEMU's user, mode 0660, journaled first as a
+// file-created change, so that the journal's replay (the end of the VM, `kvmgpu restore`)
+// removes it. A file that exists already is the user's and is left as it is. In
+// looking_glass_step.cpp.
+void looking_glass_step(LaunchRun& run);
 
 // Gives the unprivileged QEMU user (run.qemu_user) what this VM needs: its /dev/vfio nodes, its
 // disks and images, its OVMF variables and TPM state, its evdev, USB and Looking Glass nodes,

@@ -21,6 +21,7 @@
 #include "app/control_protocol.hpp"
 #include "kvmgpu_process.hpp"
 #include "util/proc.hpp"
+#include "util/user.hpp"
 
 using namespace kvmgpu;
 using namespace kvmgpu::testing;
@@ -332,6 +333,40 @@ TEST_CASE("QEMU and swtpm run as the profile's user under seccomp, and what they
             CHECK_FALSE(fs::exists(w.runtime / "safe"));
         }
     }
+}
+
+TEST_CASE("Looking Glass's shm file is made for the desktop user while the VM runs and removed after",
+          "[runtime][qemu][looking-glass]") {
+    if (::geteuid() != 0) {
+        WARN("not root: the file can only be made for the caller");
+        return;
+    }
+    World w;
+    const auto shm = w.host / "looking-glass";
+    // "daemon" stands in for the desktop user; QEMU runs as "nobody" and maps it through the group.
+    const auto profile = w.profile("lg", "[looking_glass]\nenabled = true\nsize = \"32M\"\nowner = \"daemon\"\npath = \"" +
+                                             shm.string() + "\"\n");
+    const auto daemon = util::find_user("daemon");
+    const auto nobody = util::find_user("nobody");
+    REQUIRE(daemon);
+    REQUIRE(nobody);
+    auto sup = w.run(profile);
+    try {
+        sup->wait_event("running", std::chrono::seconds(120));
+    } catch (const std::exception& e) {
+        FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
+    }
+    CHECK(owner_of(shm) == (Owner{daemon->uid, nobody->gid, 0660}));
+    // QEMU mapped it: the guest's ivshmem device is backed by it, 32 MiB.
+    const auto memdevs = json::parse(w.cli({"qmp", "lg", R"({"execute":"query-memdev"})", "--json"}).out);
+    bool mapped = false;
+    for (const auto& m : memdevs["return"]) mapped = mapped || (m.value("id", "") == "kvmgpu-lg" && m.value("size", 0) == (32 << 20));
+    CHECK(mapped);
+    CHECK(fs::file_size(shm) == std::uintmax_t{32} << 20);
+    REQUIRE(w.cli({"stop", "lg", "--force"}).status == 0);
+    CHECK(sup->wait() == 0);
+    CHECK_FALSE(fs::exists(shm));
+    CHECK_FALSE(fs::exists(w.runtime / ".host/journal/lg.json"));
 }
 
 TEST_CASE("50 concurrent clients x 20 requests each all get their own right reply", "[runtime][qemu]") {

@@ -91,6 +91,8 @@ app::Context make_context(const Globals& g, Getenv getenv_fn) {
     ctx.state_dir = !g.state_dir.empty() ? g.state_dir
                                          : env_or(getenv_fn, "KVMGPU_STATE_DIR", state_default);
     ctx.host_root = !g.host_root.empty() ? g.host_root : env_or(getenv_fn, "KVMGPU_HOST_ROOT", "/");
+    if (const char* sudo_user = getenv_fn("SUDO_USER"); root && sudo_user && *sudo_user && std::string(sudo_user) != "root")
+        ctx.invoking_user = sudo_user;
     return ctx;
 }
 

@@ -92,6 +92,7 @@ std::string subject(const HostChange& change) {
                           [](const ServiceStopped& c) { return c.unit; },
                           [](const ModuleUnloaded& c) { return c.name; },
                           [](const DriverUnbound& c) { return c.device; },
+                          [](const FileCreated& c) { return c.path.string(); },
                           [](const UnknownChange& c) { return c.kind; },
                       },
                       change);
@@ -108,6 +109,7 @@ std::string describe(const HostChange& change) {
                           [&](const DriverUnbound& c) {
                               return "the device " + what + " of " + util::quoted(c.driver.string());
                           },
+                          [&](const FileCreated&) { return "the file " + what; },
                           [&](const UnknownChange&) { return "a change of kind " + what; },
                       },
                       change);
@@ -211,6 +213,23 @@ std::string undo(const DriverUnbound& change, const UndoContext& context) {
         throw UndoError("binding " + shown + " again through " + util::quoted((driver / "bind").string()) +
                         " failed: " + errno_text(error));
     return "The device " + shown + " is bound to " + util::quoted(change.driver.filename().string()) + " again.";
+}
+
+std::string undo(const FileCreated& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    const fs::path file = under(context.root, change.path);
+    const std::string shown = util::quoted(file.string());
+    struct stat st {};
+    if (::lstat(file.c_str(), &st) != 0) {
+        if (errno == ENOENT) return shown + " is gone already; nothing to remove.";
+        throw UndoError("cannot inspect " + shown + ": " + errno_text(errno));
+    }
+    if (!S_ISREG(st.st_mode))
+        throw UndoError(shown + " is no longer the regular file kvmgpu created (something replaced it); it was left "
+                        "alone: remove it by hand if it is not yours");
+    if (::unlink(file.c_str()) != 0 && errno != ENOENT)
+        throw UndoError("removing " + shown + " failed: " + errno_text(errno));
+    return shown + " was removed.";
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -367,6 +386,10 @@ void from_json(const nlohmann::json& j, DriverUnbound& c) {
     if (c.device.find('/') != std::string::npos || c.device == "." || c.device == "..")
         bad_field(kind, "device", util::quoted(c.device) + " is not a name in a driver's directory");
 }
+
+void to_json(nlohmann::json& j, const FileCreated& c) { j = with_kind<FileCreated>({{"path", c.path.string()}}); }
+
+void from_json(const nlohmann::json& j, FileCreated& c) { c.path = path_field(j, FileCreated::kind); }
 
 void to_json(nlohmann::json& j, const UnknownChange& c) { j = c.entry; }
 

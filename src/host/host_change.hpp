@@ -13,7 +13,9 @@
 //   service-stopped      `systemctl start UNIT`, through a CommandRunner;
 //   module-unloaded      `modprobe NAME`, through a CommandRunner;
 //   driver-unbound       a device that is not a passed one (a firmware framebuffer) unbound from
-//                        its driver: bound to it again through DRIVER/bind.
+//                        its driver: bound to it again through DRIVER/bind;
+//   file-created         a file kvmgpu created for the VM (Looking Glass's shared memory):
+//                        removed, if it is still a regular file.
 // A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
 // UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
 //
@@ -94,6 +96,14 @@ struct DriverUnbound {
     bool operator==(const DriverUnbound&) const = default;
 };
 
+// A regular file kvmgpu created that did not exist before ("/dev/shm/looking-glass"). `path` is
+// as on the host; it is taken under the root.
+struct FileCreated {
+    static constexpr std::string_view kind = "file-created";
+    std::filesystem::path path;
+    bool operator==(const FileCreated&) const = default;
+};
+
 // An entry whose "kind" this kvmgpu does not know, kept exactly as it was read.
 struct UnknownChange {
     std::string kind;  // like the static `kind` of the kinds above, so `change.kind` reads alike
@@ -102,7 +112,7 @@ struct UnknownChange {
 };
 
 using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
-                                ModuleUnloaded, DriverUnbound, UnknownChange>;
+                                ModuleUnloaded, DriverUnbound, FileCreated, UnknownChange>;
 
 // The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
 // "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
@@ -171,6 +181,9 @@ std::string undo(const ServiceStopped& change, const UndoContext& context);
 std::string undo(const ModuleUnloaded& change, const UndoContext& context);
 // DEVICE written to DRIVER/bind, unless DRIVER/DEVICE shows it bound already.
 std::string undo(const DriverUnbound& change, const UndoContext& context);
+// unlink, when the path is still a regular file (a symbolic link or anything else put there
+// since is left alone and the undo fails); a file that is gone is nothing to undo.
+std::string undo(const FileCreated& change, const UndoContext& context);
 
 // The JSON of one entry: its fields and "kind". A DeviceToVfio reads with or without "kind"
 // (journals from before host changes have none). from_json(HostChange) dispatches on "kind";
@@ -187,6 +200,8 @@ void to_json(nlohmann::json& j, const ModuleUnloaded& change);
 void from_json(const nlohmann::json& j, ModuleUnloaded& change);
 void to_json(nlohmann::json& j, const DriverUnbound& change);
 void from_json(const nlohmann::json& j, DriverUnbound& change);
+void to_json(nlohmann::json& j, const FileCreated& change);
+void from_json(const nlohmann::json& j, FileCreated& change);
 void to_json(nlohmann::json& j, const UnknownChange& change);
 void to_json(nlohmann::json& j, const HostChange& change);
 void from_json(const nlohmann::json& j, HostChange& change);

@@ -135,6 +135,14 @@ TEST_CASE("each kind of host change is undone from the journal and dropped from 
          [](Host& h) { CHECK(fs::is_symlink(h.fx.path("sys/bus/platform/drivers/efi-framebuffer/efi-framebuffer.0"))); },
          {"write sys/bus/platform/drivers/efi-framebuffer/bind <- efi-framebuffer.0"},
          "The device \"efi-framebuffer.0\" is bound to \"efi-framebuffer\" again."},
+        {"file-created",
+         [](Host& h) {
+             h.record(FileCreated{"/dev/shm/looking-glass"});
+             h.make_file("dev/shm/looking-glass", 1000, 995, 0660);
+         },
+         [](Host& h) { CHECK_FALSE(fs::exists(h.fx.path("dev/shm/looking-glass"))); },
+         {},
+         "/dev/shm/looking-glass\" was removed."},
     };
     for (const Row& row : rows) {
         DYNAMIC_SECTION(row.kind) {
@@ -321,6 +329,21 @@ TEST_CASE("a symbolic link swapped in for a journaled file is not followed", "[h
     REQUIRE(report.changes.size() == 1);
     CHECK(report.changes[0].message.find("dev/vfio/1\" is a symbolic link now, which kvmgpu does not follow") !=
           std::string::npos);
+    CHECK(h.owner("etc/shadow") == "0:42 0640");
+    CHECK(h.journal().size() == 1);
+}
+
+TEST_CASE("a created file replaced by a symbolic link is left alone and kept in the journal", "[host][journal]") {
+    Host h;
+    h.make_file("etc/shadow", 0, 42, 0640, "root:*:19000::::::\n");
+    h.record(FileCreated{"/dev/shm/looking-glass"});
+    fs::create_directories(h.fx.path("dev/shm"));
+    fs::create_symlink(h.fx.path("etc/shadow"), h.fx.path("dev/shm/looking-glass"));
+    const RestoreReport report = h.restore();
+    CHECK_FALSE(report.ok());
+    REQUIRE(report.changes.size() == 1);
+    CHECK_THAT(report.changes[0].message, Catch::Contains("is no longer the regular file kvmgpu created"));
+    CHECK(fs::is_symlink(h.fx.path("dev/shm/looking-glass")));
     CHECK(h.owner("etc/shadow") == "0:42 0640");
     CHECK(h.journal().size() == 1);
 }

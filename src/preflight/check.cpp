@@ -12,6 +12,7 @@
 #include "host/file_access.hpp"
 #include "host/pci_ids.hpp"
 #include "host/sysfs.hpp"
+#include "preflight/looking_glass.hpp"
 #include "preflight/reset_quirks.hpp"
 #include "util/text.hpp"
 
@@ -127,6 +128,8 @@ public:
         check_files();
         check_network();
         check_confinement();
+        for (auto& f : looking_glass_findings(p_.looking_glass, host_.root, o_.looking_glass_owner, o_.looking_glass_user))
+            r_.findings.push_back(std::move(f));
         return std::move(r_);
     }
 

@@ -60,6 +60,10 @@ struct CheckOptions {
     std::optional<util::SystemUser> qemu_user;
     // The group "kvm" (for the fix of a missing user), if the system has one.
     std::optional<gid_t> kvm_group;
+    // Who Looking Glass's shm file is for ([looking_glass] owner, else the user who ran kvmgpu
+    // through sudo, else kvmgpu's own user), and that user as found (nullopt: no such user).
+    std::string looking_glass_owner;
+    std::optional<util::SystemUser> looking_glass_user;
 };
 
 // What to bind: the profile's devices in profile order, then the functions added for them.

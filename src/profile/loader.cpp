@@ -219,7 +219,8 @@ void read_looking_glass(TomlReader& r, const toml::table& t, const std::string& 
                  {"resolution", looking_glass_resolution(r, lg)},
                  {"hdr", r.boolean(lg.hdr)},
                  {"backend", r.word(lg.backend, lg_words)},
-                 {"path", r.path(lg.path)}});
+                 {"path", r.path(lg.path)},
+                 {"owner", r.string(lg.owner)}});
 }
 
 // ---- [audio], [tpm], [hooks], [qemu] ----

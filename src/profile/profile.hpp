@@ -116,6 +116,9 @@ struct LookingGlass {
     bool hdr = false;
     LookingGlassBackend backend = LookingGlassBackend::shm;
     std::filesystem::path path;  // empty: /dev/shm/looking-glass or /dev/kvmfr0
+    // Who runs the client: the shm file kvmgpu creates is theirs. Empty: the user who ran
+    // kvmgpu through sudo (SUDO_USER), else kvmgpu's own user.
+    std::string owner;
 
     // Derived: the shared memory the VM gets — the configured size, or for "auto" the frame
     // size (2 frames of WIDTHxHEIGHT at 4 bytes a pixel, 8 with HDR) + 10 MiB, rounded up to a

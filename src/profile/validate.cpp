@@ -548,16 +548,27 @@ void check_release(const Profile& p, Checker& c) {
 
 // A name useradd accepts: a lowercase letter or '_', then lowercase letters, digits, '_' or '-',
 // at most 32 characters.
+bool is_user_name(const std::string& user) {
+    return !user.empty() && user.size() <= 32 && ((user[0] >= 'a' && user[0] <= 'z') || user[0] == '_') &&
+           std::all_of(user.begin(), user.end(), [](char ch) {
+               return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
+           });
+}
+
+const char* const kUserNameRule =
+    " is not a user name (a lowercase letter or '_', then lowercase letters, digits, '_' or '-', at most 32)";
+
 void check_security(const Profile& p, Checker& c) {
-    const auto& user = p.security.user;
-    const bool ok = !user.empty() && user.size() <= 32 && ((user[0] >= 'a' && user[0] <= 'z') || user[0] == '_') &&
-                    std::all_of(user.begin(), user.end(), [](char ch) {
-                        return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') || ch == '_' || ch == '-';
-                    });
-    if (!ok)
-        c.error("security.user", "[security] user " + util::quoted(user) +
-                                     " is not a user name (a lowercase letter or '_', then lowercase letters, digits, "
-                                     "'_' or '-', at most 32); remove it to use \"kvmgpu\", or write \"root\" to opt out");
+    if (!is_user_name(p.security.user))
+        c.error("security.user", "[security] user " + util::quoted(p.security.user) + kUserNameRule +
+                                     "; remove it to use \"kvmgpu\", or write \"root\" to opt out");
+    const auto& lg = p.looking_glass;
+    if (c.written("looking_glass.owner") && !is_user_name(lg.owner))
+        c.error("looking_glass.owner", "[looking_glass] owner " + util::quoted(lg.owner) + kUserNameRule +
+                                           "; write the user who runs looking-glass-client");
+    if (c.written("looking_glass.owner") && lg.backend == LookingGlassBackend::kvmfr)
+        c.warning("looking_glass.owner", "[looking_glass] owner has no effect with backend = \"kvmfr\": the kvmfr "
+                                         "module's udev rule decides who may open /dev/kvmfr0");
 }
 
 }  // namespace
