@@ -13,6 +13,7 @@ qemu::HostFacts facts_from_check(const profile::Profile& p, const Context& ctx,
     facts.layout = ctx.vm_layout(p.name);
     facts.extra_functions = checked.plan.auto_added;
     facts.mmio64_mb = checked.mmio64_mb;
+    if (p.audio.backend != profile::AudioBackend::none) facts.audio_server = resolved_audio_server(p, ctx);
     return facts;
 }
 

@@ -8,6 +8,7 @@
 #include "host/host_change.hpp"
 #include "host/journal.hpp"
 #include "host/lock.hpp"
+#include "host/qemu_probe.hpp"
 #include "host/sysfs.hpp"
 #include "util/text.hpp"
 
@@ -33,6 +34,20 @@ std::string looking_glass_owner_name(const profile::Profile& profile, const Cont
     return util::user_name(::geteuid());
 }
 
+std::string resolved_audio_server(const profile::Profile& profile, const Context& ctx) {
+    if (!profile.audio.server.empty()) return profile.audio.server;
+    std::optional<uid_t> desktop;
+    if (::geteuid() != 0) {
+        desktop = ::geteuid();
+    } else if (!ctx.invoking_user.empty()) {
+        try {
+            if (const auto user = util::find_user(ctx.invoking_user)) desktop = user->uid;
+        } catch (const std::exception&) {
+        }
+    }
+    return desktop ? "unix:/run/user/" + std::to_string(*desktop) + "/pulse/native" : "";
+}
+
 preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx) {
     preflight::CheckOptions options;
     options.locks = host::read_locks(host_state_dir(ctx), lock_liveness(ctx));
@@ -40,6 +55,10 @@ preflight::CheckOptions check_options(const profile::Profile& profile, const Con
     if (options.as_root && !profile.security.runs_as_root()) {
         options.qemu_user = util::find_user(profile.security.user);
         options.kvm_group = util::find_group("kvm");
+    }
+    if (profile.audio.backend != profile::AudioBackend::none) {
+        options.qemu_audio_drivers = host::qemu_audio_drivers(profile.qemu.binary);
+        options.audio_server = resolved_audio_server(profile, ctx);
     }
     if (profile.looking_glass.enabled) {
         options.looking_glass_owner = looking_glass_owner_name(profile, ctx);

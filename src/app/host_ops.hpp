@@ -37,6 +37,12 @@ host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bo
 // user kvmgpu runs as.
 std::string looking_glass_owner_name(const profile::Profile& profile, const Context& ctx);
 
+// The sound server QEMU connects to for [audio]: the profile's server, else the PulseAudio socket
+// of the desktop user's session (/run/user/UID/pulse/native: the caller's, or SUDO_USER's when
+// root), else empty (root, not through sudo: nobody's known). QEMU gets only a minimal
+// environment, never XDG_RUNTIME_DIR, so the server is always named.
+std::string resolved_audio_server(const profile::Profile& profile, const Context& ctx);
+
 preflight::CheckOptions check_options(const profile::Profile& profile, const Context& ctx);
 
 preflight::CheckResult check_host(const profile::Profile& profile, const Context& ctx, bool names = true);

@@ -12,6 +12,7 @@
 #include "host/file_access.hpp"
 #include "host/pci_ids.hpp"
 #include "host/sysfs.hpp"
+#include "preflight/audio.hpp"
 #include "preflight/looking_glass.hpp"
 #include "preflight/reset_quirks.hpp"
 #include "util/text.hpp"
@@ -130,6 +131,7 @@ public:
         check_confinement();
         for (auto& f : looking_glass_findings(p_.looking_glass, host_.root, o_.looking_glass_owner, o_.looking_glass_user))
             r_.findings.push_back(std::move(f));
+        for (auto& f : audio_findings(p_, host_.root, o_)) r_.findings.push_back(std::move(f));
         return std::move(r_);
     }
 

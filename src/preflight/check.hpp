@@ -64,6 +64,10 @@ struct CheckOptions {
     // through sudo, else kvmgpu's own user), and that user as found (nullopt: no such user).
     std::string looking_glass_owner;
     std::optional<util::SystemUser> looking_glass_user;
+    // [audio]: the drivers the profile's QEMU has (host::qemu_audio_drivers; nullopt: it could
+    // not tell), and the sound server QEMU is to use (empty: nobody's known).
+    std::optional<std::vector<std::string>> qemu_audio_drivers;
+    std::string audio_server;
 };
 
 // What to bind: the profile's devices in profile order, then the functions added for them.

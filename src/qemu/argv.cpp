@@ -329,7 +329,8 @@ private:
         const auto& a = p_.audio;
         if (a.backend == AudioBackend::none) return;
         // QEMU 7.2 has no native PipeWire backend; PipeWire serves the PulseAudio protocol.
-        add("-audiodev", "pa").set("id", "kvmgpu-snd").set_if(!a.server.empty(), "server", a.server);
+        const std::string& server = f_.audio_server.empty() ? a.server : f_.audio_server;
+        add("-audiodev", "pa").set("id", "kvmgpu-snd").set_if(!server.empty(), "server", server);
         add("-device", "ich9-intel-hda").set("id", "kvmgpu-hda");
         add("-device", "hda-duplex").set("audiodev", "kvmgpu-snd").set("bus", "kvmgpu-hda.0");
     }

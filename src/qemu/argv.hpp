@@ -24,6 +24,9 @@ struct HostFacts {
     // [network] mode = "bridge": the tap kvmgpu had qemu-bridge-helper open, as the descriptor
     // number QEMU inherits (-netdev tap,fd=N). build_argv throws std::logic_error without it.
     std::optional<int> bridge_tap_fd;
+    // [audio]: the sound server QEMU connects to ("unix:/run/user/1000/pulse/native"), the
+    // profile's or the desktop user's session's; empty: the profile's (or PulseAudio's default).
+    std::string audio_server;
 };
 
 // The MAC of the VM's NIC: the profile's, or one derived from the VM name (stable across runs,
