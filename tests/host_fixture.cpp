@@ -344,6 +344,7 @@ int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
     auto device_exists = [&](const std::string& a) {
         return fs::exists(fx_.root() / "sys/bus/pci/devices" / a);
     };
+    if (parts.back() == "nr_hugepages" && parts[0] == "sys") return resize_hugepage_pool(rel, value);
     if (parts.size() == 5 && parts[0] == "sys" && parts[1] == "class" && parts[2] == "vtconsole" && parts[4] == "bind") {
         if (!fs::exists(fx_.root() / rel)) return ENOENT;
         if (value != "0" && value != "1") return EINVAL;
@@ -413,6 +414,22 @@ int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
         }
     }
     return EACCES;
+}
+
+// nr_hugepages: the pool grows by what the kernel can find (up to hugepage_limit) or shrinks,
+// and free_hugepages follows.
+int SimulatedKernel::resize_hugepage_pool(const fs::path& rel, const std::string& value) {
+    const fs::path nr = fx_.root() / rel;
+    const fs::path free = nr.parent_path() / "free_hugepages";
+    if (!fs::exists(nr)) return ENOENT;
+    if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) return EINVAL;
+    const std::uint64_t before = std::stoull(trim_newline(get(nr)));
+    const std::uint64_t free_before = std::stoull(trim_newline(get(free)));
+    const std::uint64_t used = before - std::min(before, free_before);
+    const std::uint64_t after = std::max(used, std::min<std::uint64_t>(std::stoull(value), hugepage_limit));
+    fx_.write(rel, std::to_string(after) + "\n");
+    fx_.write(rel.parent_path() / "free_hugepages", std::to_string(after - used) + "\n");
+    return 0;
 }
 
 profile::Profile make_profile(const std::vector<std::string>& addresses) {

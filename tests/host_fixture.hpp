@@ -143,11 +143,14 @@ public:
     }
     int writes() const { return count_; }
     std::set<std::string> refuse_probe;  // drivers whose probe fails on every device
+    // A hugepage pool grows to at most this many pages, as a fragmented kernel's would.
+    std::uint64_t hugepage_limit = std::uint64_t{1} << 30;
     // Every write: "REL-PATH <- DATA" (newlines shown as \n), failed ones included.
     std::vector<std::string> log;
 
 private:
     int apply(const std::filesystem::path& rel, std::string_view data);
+    int resize_hugepage_pool(const std::filesystem::path& rel, const std::string& value);
     // efifb's request in proc/iomem goes with its unbind and comes back with its bind.
     void drop_iomem_line(const std::string& name);
     void restore_iomem_line(const std::string& name);

@@ -111,13 +111,18 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
     host::ExecRunner exec_runner(ctx.vm_layout(p.name).release_log());
     // Every event goes to the caller and to STATE/NAME/logs/events.log, kept after the run.
     EventLog event_log;
-    const Report report_and_keep = [&report, &event_log](const Event& e) {
+    util::Fd hugepages_lock;
+    const Report report_and_keep = [&report, &event_log, &hugepages_lock](const Event& e) {
+        // QEMU answers QMP once its memory is allocated (prealloc): other launches may count
+        // the free hugepages again.
+        if (const auto* step = std::get_if<StepEvent>(&e); step && step->step == "qmp") hugepages_lock.reset();
         event_log.record(e);
         report(e);
     };
     LaunchRun run(p, ctx, options, report_and_keep, interrupt, options.writer ? *options.writer : real_writer);
     run.runner = options.runner ? options.runner : &exec_runner;
     run.event_log = &event_log;
+    run.hugepages_lock = &hugepages_lock;
     try {
         for (const auto& step : launch_steps()) {
             if (options.before_step) options.before_step(step.name);

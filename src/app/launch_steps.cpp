@@ -244,6 +244,7 @@ void spawn_step(LaunchRun& run) {
 constexpr std::array kSteps{
     LaunchStep{"check", check_step},       LaunchStep{"runtime-dir", runtime_dir_step},
     LaunchStep{"reserve", reserve_step},   LaunchStep{"prepare", prepare_step},
+    LaunchStep{"hugepages", hugepages_step},
     LaunchStep{"release", release_step},
     LaunchStep{"bind", bind_step},
     LaunchStep{"prestart", prestart_step}, LaunchStep{"firmware", firmware_step},

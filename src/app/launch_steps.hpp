@@ -74,6 +74,8 @@ struct LaunchRun {
     util::ChildProcess qemu;
     // Where the run's events are kept; the runtime-dir step opens it in STATE/NAME/logs.
     EventLog* event_log = nullptr;
+    // The host-wide hugepage lock (hugepages_step), released once QEMU has its memory.
+    util::Fd* hugepages_lock = nullptr;
 
     util::Revert revert;  // last: its destructor runs the undos while the rest still lives
 
@@ -89,7 +91,7 @@ struct LaunchStep {
     void (*run)(LaunchRun&);
 };
 
-// The steps before supervision, in order: check, runtime-dir, reserve, prepare, release, bind, prestart,
+// The steps before supervision, in order: check, runtime-dir, reserve, prepare, hugepages, release, bind, prestart,
 // firmware, looking-glass, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
@@ -101,6 +103,14 @@ void register_journal_undo(LaunchRun& run);
 // Frees the card as the check planned ([release]): each change journaled, then made. In
 // release_step.cpp.
 void release_step(LaunchRun& run);
+
+// [machine] hugepages: under a host-wide lock (RUNTIME/.host/hugepages.lock, held until QEMU
+// has allocated its memory, i.e. until the supervisor's QMP connect: run.hugepages_lock), raises
+// the pool of the page size (the NUMA node's when every pinned vCPU is on one node) by exactly
+// the pages the VM lacks after compacting memory, journaled first as hugepages-added (unless
+// keep_hugepages), and checks the kernel gave them: on a shortfall the pool goes back and the
+// step fails saying how many pages the kernel could give. In hugepages_step.cpp.
+void hugepages_step(LaunchRun& run);
 
 // Looking Glass with the shm backend: creates the shared memory file for the desktop user
 // (looking_glass_owner_name), in the group of QEMU's user, mode 0660, journaled first as a

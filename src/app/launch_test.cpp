@@ -29,11 +29,11 @@ using nlohmann::json;
 
 namespace {
 
-profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "") {
+profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "", const std::string& machine = "") {
     const auto file = dir / "gpu.toml";
     // QEMU runs unprivileged, as the launch does by default when kvmgpu is root; "nobody" stands
     // in for the package's system user, which a development machine need not have.
-    std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n[cpu]\ncores = 1\n"
+    std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n" << machine << "[cpu]\ncores = 1\n"
                            "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n[security]\nuser = \"nobody\"\n"
                            "[[pci]]\naddress = \"0000:01:00.0\"\n[[pci]]\naddress = \"0000:01:00.1\"\n"
                         << extra;
@@ -724,4 +724,45 @@ TEST_CASE("a TPM VM whose runtime directory has a comma is refused as bad input 
     CHECK(l.kernel.writes() == 0);
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir));
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+}
+
+TEST_CASE("the hugepage pool is raised by what the VM lacks for the run and given back after", "[app][hugepages]") {
+    Launch l;
+    l.fx.set_hugepages(2048, 100, 10);
+    const auto nr = l.fx.path("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+    std::string during;
+    l.before_step = [&](std::string_view s) {
+        if (s == "bind") during = read_file(nr);
+    };
+    SECTION("given back") {
+        const auto profile = passthrough_profile(l.fx.root(), "", "hugepages = \"2M\"\n");
+        l.run(profile);
+        INFO(json(l.events).dump(1));
+        CHECK(during == "154\n");  // 128M is 64 pages; 10 were free: 54 added
+        CHECK(l.saw("hugepages", true));
+        CHECK(read_file(nr) == "100\n");
+        CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    }
+    SECTION("kept with keep_hugepages") {
+        const auto profile = passthrough_profile(l.fx.root(), "", "hugepages = \"2M\"\nkeep_hugepages = true\n");
+        l.run(profile);
+        CHECK(during == "154\n");
+        CHECK(read_file(nr) == "154\n");
+    }
+    SECTION("a kernel that finds too few pages fails the launch before the card is touched") {
+        l.kernel.hugepage_limit = 120;
+        const auto profile = passthrough_profile(l.fx.root(), "", "hugepages = \"2M\"\n");
+        const auto before = l.fx.snapshot();
+        CHECK(l.run(profile) == 1);
+        INFO(json(l.events).dump(1));
+        const auto failed = std::find_if(l.events.begin(), l.events.end(),
+                                         [](const json& e) { return e.value("step", "") == "hugepages"; });
+        REQUIRE(failed != l.events.end());
+        CHECK_FALSE((*failed)["ok"].get<bool>());
+        CHECK_THAT(failed->value("error", ""), Catch::Contains("the kernel could add 20 of the 54 more asked for"));
+        CHECK_FALSE(l.saw("bind", true));
+        INFO(test::snapshot_diff(before, l.fx.snapshot()));
+        CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+        CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    }
 }

@@ -93,6 +93,7 @@ std::string subject(const HostChange& change) {
                           [](const ModuleUnloaded& c) { return c.name; },
                           [](const DriverUnbound& c) { return c.device; },
                           [](const FileCreated& c) { return c.path.string(); },
+                          [](const HugepagesAdded& c) { return c.path.string(); },
                           [](const UnknownChange& c) { return c.kind; },
                       },
                       change);
@@ -110,6 +111,9 @@ std::string describe(const HostChange& change) {
                               return "the device " + what + " of " + util::quoted(c.driver.string());
                           },
                           [&](const FileCreated&) { return "the file " + what; },
+                          [&](const HugepagesAdded& c) {
+                              return std::to_string(c.pages) + " pages added to the hugepage pool " + what;
+                          },
                           [&](const UnknownChange&) { return "a change of kind " + what; },
                       },
                       change);
@@ -230,6 +234,25 @@ std::string undo(const FileCreated& change, const UndoContext& context) {
     if (::unlink(file.c_str()) != 0 && errno != ENOENT)
         throw UndoError("removing " + shown + " failed: " + errno_text(errno));
     return shown + " was removed.";
+}
+
+std::string undo(const HugepagesAdded& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    const fs::path file = under(context.root, change.path);
+    const std::string shown = util::quoted(file.string());
+    std::error_code ec;
+    if (!fs::exists(file, ec)) return shown + " is no longer present; nothing to give back.";
+    const auto now = read_attr(file);
+    std::uint64_t pages = 0;
+    if (!now || now->empty() || now->size() > 18 || now->find_first_not_of("0123456789") != std::string::npos)
+        throw UndoError("cannot read the pool size in " + shown);
+    pages = std::stoull(*now);
+    const std::uint64_t target = pages > change.pages ? pages - change.pages : 0;
+    if (const int error = context.writer.write(file, std::to_string(target)); error != 0)
+        throw UndoError("giving " + std::to_string(change.pages) + " hugepages back through " + shown +
+                        " failed: " + errno_text(error));
+    return "The hugepage pool " + shown + " went from " + std::to_string(pages) + " to " + std::to_string(target) +
+           " pages (" + std::to_string(change.pages) + " given back).";
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -390,6 +413,18 @@ void from_json(const nlohmann::json& j, DriverUnbound& c) {
 void to_json(nlohmann::json& j, const FileCreated& c) { j = with_kind<FileCreated>({{"path", c.path.string()}}); }
 
 void from_json(const nlohmann::json& j, FileCreated& c) { c.path = path_field(j, FileCreated::kind); }
+
+void to_json(nlohmann::json& j, const HugepagesAdded& c) {
+    j = with_kind<HugepagesAdded>({{"path", c.path.string()}, {"pages", c.pages}});
+}
+
+void from_json(const nlohmann::json& j, HugepagesAdded& c) {
+    c.path = path_field(j, HugepagesAdded::kind);
+    const auto& pages = j.at("pages");
+    if (!pages.is_number_unsigned() || pages.get<std::uint64_t>() > (std::uint64_t{1} << 40))
+        bad_field(HugepagesAdded::kind, "pages", pages.dump() + " is not a number of pages");
+    c.pages = pages.get<std::uint64_t>();
+}
 
 void to_json(nlohmann::json& j, const UnknownChange& c) { j = c.entry; }
 

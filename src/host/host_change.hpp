@@ -15,7 +15,10 @@
 //   driver-unbound       a device that is not a passed one (a firmware framebuffer) unbound from
 //                        its driver: bound to it again through DRIVER/bind;
 //   file-created         a file kvmgpu created for the VM (Looking Glass's shared memory):
-//                        removed, if it is still a regular file.
+//                        removed, if it is still a regular file;
+//   hugepages-added      pages kvmgpu added to a hugepage pool: the pool's nr_hugepages lowered
+//                        by that many (not set back to its old value, which would take away
+//                        the pages another VM added since).
 // A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
 // UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
 //
@@ -25,6 +28,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -104,6 +108,15 @@ struct FileCreated {
     bool operator==(const FileCreated&) const = default;
 };
 
+// Pages kvmgpu added to a hugepage pool for a VM. `path` is the pool's nr_hugepages as on the
+// host ("/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", or a NUMA node's).
+struct HugepagesAdded {
+    static constexpr std::string_view kind = "hugepages-added";
+    std::filesystem::path path;
+    std::uint64_t pages = 0;
+    bool operator==(const HugepagesAdded&) const = default;
+};
+
 // An entry whose "kind" this kvmgpu does not know, kept exactly as it was read.
 struct UnknownChange {
     std::string kind;  // like the static `kind` of the kinds above, so `change.kind` reads alike
@@ -112,7 +125,7 @@ struct UnknownChange {
 };
 
 using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
-                                ModuleUnloaded, DriverUnbound, FileCreated, UnknownChange>;
+                                ModuleUnloaded, DriverUnbound, FileCreated, HugepagesAdded, UnknownChange>;
 
 // The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
 // "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
@@ -184,6 +197,10 @@ std::string undo(const DriverUnbound& change, const UndoContext& context);
 // unlink, when the path is still a regular file (a symbolic link or anything else put there
 // since is left alone and the undo fails); a file that is gone is nothing to undo.
 std::string undo(const FileCreated& change, const UndoContext& context);
+// nr_hugepages lowered by `pages` (not below 0). Pages still in use become surplus and go back
+// to the kernel once freed. A pool that is gone is nothing to undo. Unlike the other undos it
+// is not idempotent: the journal drops the entry as soon as it succeeds.
+std::string undo(const HugepagesAdded& change, const UndoContext& context);
 
 // The JSON of one entry: its fields and "kind". A DeviceToVfio reads with or without "kind"
 // (journals from before host changes have none). from_json(HostChange) dispatches on "kind";
@@ -202,6 +219,8 @@ void to_json(nlohmann::json& j, const DriverUnbound& change);
 void from_json(const nlohmann::json& j, DriverUnbound& change);
 void to_json(nlohmann::json& j, const FileCreated& change);
 void from_json(const nlohmann::json& j, FileCreated& change);
+void to_json(nlohmann::json& j, const HugepagesAdded& change);
+void from_json(const nlohmann::json& j, HugepagesAdded& change);
 void to_json(nlohmann::json& j, const UnknownChange& change);
 void to_json(nlohmann::json& j, const HostChange& change);
 void from_json(const nlohmann::json& j, HostChange& change);

@@ -135,6 +135,15 @@ TEST_CASE("each kind of host change is undone from the journal and dropped from 
          [](Host& h) { CHECK(fs::is_symlink(h.fx.path("sys/bus/platform/drivers/efi-framebuffer/efi-framebuffer.0"))); },
          {"write sys/bus/platform/drivers/efi-framebuffer/bind <- efi-framebuffer.0"},
          "The device \"efi-framebuffer.0\" is bound to \"efi-framebuffer\" again."},
+        {"hugepages-added",
+         [](Host& h) {
+             h.fx.set_hugepages(2048, 100, 100);
+             h.record(HugepagesAdded{"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", 54});
+             h.fx.write("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "154\n");
+         },
+         [](Host& h) { CHECK(h.attr("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages") == "100"); },
+         {"write sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages <- 100"},
+         "nr_hugepages\" went from 154 to 100 pages (54 given back)."},
         {"file-created",
          [](Host& h) {
              h.record(FileCreated{"/dev/shm/looking-glass"});

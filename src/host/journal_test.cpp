@@ -126,6 +126,8 @@ TEST_CASE("every kind of host change is written to JSON with its kind and reads 
              "nodes": ["drm/card0", "graphics/fb0"]})"},
         {DriverUnbound{"/sys/bus/platform/drivers/efi-framebuffer", "efi-framebuffer.0"},
          R"({"kind": "driver-unbound", "driver": "/sys/bus/platform/drivers/efi-framebuffer", "device": "efi-framebuffer.0"})"},
+        {HugepagesAdded{"/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", 54},
+         R"({"kind": "hugepages-added", "path": "/sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages", "pages": 54})"},
         {FileCreated{"/dev/shm/looking-glass"}, R"({"kind": "file-created", "path": "/dev/shm/looking-glass"})"},
         {UnknownChange{"irq-moved", {{"kind", "irq-moved"}, {"irq", 24}}},
          R"({"kind": "irq-moved", "irq": 24})"},

@@ -672,16 +672,17 @@ private:
         }
         if (pool->free < needed) {
             const std::uint64_t target = pool->total + (needed - pool->free);
-            add(Severity::error, "hugepages-short",
+            // The launch raises the pool itself (hugepages_step); the kernel may fall short
+            // once memory is fragmented, 1G pages above all.
+            add(page == kGiB ? Severity::warning : Severity::ok, "hugepages-raised",
                 "The VM needs " + std::to_string(needed) + " free " + size + " hugepages for " +
-                    util::format_size(p_.machine.memory) + " of memory, but " +
-                    path_text(dir_rel + "/free_hugepages") + " says " +
-                    std::to_string(pool->free) + " of " + std::to_string(pool->total) + ".",
-                "QEMU cannot allocate guest memory from hugepages that are not reserved.",
-                "Reserve more with `echo " + std::to_string(target) + " > " +
-                    under(host_.root, dir_rel + "/nr_hugepages").string() + "` (may fall short "
-                    "once memory is fragmented) or boot with " + cmdline +
-                    std::to_string(target) + " on the kernel command line.");
+                    util::format_size(p_.machine.memory) + " of memory and " +
+                    path_text(dir_rel + "/free_hugepages") + " says " + std::to_string(pool->free) + " of " +
+                    std::to_string(pool->total) + ": the launch raises the pool to " + std::to_string(target) +
+                    (p_.machine.keep_hugepages ? " and keeps it (keep_hugepages)." : " and gives the pages back after."),
+                page == kGiB ? "1G pages are seldom free once a host has run a while." : "",
+                page == kGiB ? "Reserve them at boot: " + cmdline + std::to_string(target) + " on the kernel command line."
+                             : "");
             return;
         }
         add(Severity::ok, "hugepages",

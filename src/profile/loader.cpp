@@ -49,6 +49,7 @@ void read_machine(TomlReader& r, const toml::table& t, const std::string& path, 
                  {"accel", r.word(m.accel, accel_words)},
                  {"memory", r.size(m.memory)},
                  {"hugepages", r.word(m.hugepages, hugepage_words)},
+                 {"keep_hugepages", r.boolean(m.keep_hugepages)},
                  {"rtc", r.word(m.rtc, rtc_words)}});
 }
 

@@ -30,6 +30,9 @@ struct Machine {
     Accel accel = Accel::kvm;
     std::uint64_t memory = 0;  // bytes; required
     Hugepages hugepages = Hugepages::none;
+    // kvmgpu raises the pool by the pages it lacks at launch and gives them back after; true
+    // keeps them for the next start.
+    bool keep_hugepages = false;
     Rtc rtc = Rtc::utc;  // Windows guests expect localtime
 };
 
