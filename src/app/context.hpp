@@ -1,6 +1,7 @@
 #pragma once
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "util/layout.hpp"
 
@@ -11,6 +12,9 @@ struct Context {
     std::filesystem::path runtime_dir;  // RUNTIME: one directory per running VM, journals, locks
     std::filesystem::path state_dir;    // STATE: one directory per VM that outlives a run
     std::filesystem::path host_root = "/";  // every host path (sys, proc, dev) is read under it
+    // Where `kvmgpu run NAME` looks for NAME.toml, first found wins (app/profile_lookup.hpp):
+    // ~/.config/kvmgpu then /etc/kvmgpu for a user, /etc/kvmgpu for root.
+    std::vector<std::filesystem::path> profile_dirs;
 
     // Every path of one VM (util/layout.hpp), and of kvmgpu's host bookkeeping.
     util::VmLayout vm_layout(const std::string& name) const { return util::VmLayout::of(runtime_dir, state_dir, name); }

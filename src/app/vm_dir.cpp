@@ -196,7 +196,8 @@ void ensure_vm_state_dir(const util::VmLayout& layout) {
     if (::chmod(layout.state_dir.c_str(), 0700) != 0) fail("cannot chmod \"" + layout.state_dir.string() + "\"");
     // What kvmgpu, QEMU and swtpm write in it by name: none may lead elsewhere.
     for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.poststop_log(), false},
-                                           std::pair{layout.release_log(), false}, std::pair{layout.tpm_state(), true}}) {
+                                           std::pair{layout.release_log(), false}, std::pair{layout.launcher_log(), false},
+                                           std::pair{layout.tpm_state(), true}}) {
         struct stat st {};
         if (::lstat(file.c_str(), &st) != 0) {
             if (errno == ENOENT) continue;

@@ -20,6 +20,7 @@
 //     OVMF_VARS.fd                its UEFI variables, copied from the template on the first run
 //     tpm/                        swtpm's state
 //     poststop.log                the poststop hook's output (the runtime directory is gone by then)
+//     launcher.log                a detached launcher's output (`kvmgpu run --detach`), appended
 //
 // A VM name never starts with '.', so RUNTIME/.host is never a VM's directory.
 #include <filesystem>
@@ -52,6 +53,8 @@ struct VmLayout {
     std::filesystem::path poststop_log() const { return state_dir / "poststop.log"; }
     // What `systemctl` and `modprobe` said while freeing the card and giving it back.
     std::filesystem::path release_log() const { return state_dir / "release.log"; }
+    // What a launcher that went to the background (`kvmgpu run --detach`) printed.
+    std::filesystem::path launcher_log() const { return state_dir / "launcher.log"; }
 };
 
 // RUNTIME/.host: the journals and device locks of every VM.
