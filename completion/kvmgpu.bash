@@ -53,14 +53,21 @@ _kvmgpu_pci_addresses() {
   done
 }
 
-# Profile names from the system's and the user's profile directories (/etc/kvmgpu,
-# $XDG_CONFIG_HOME/kvmgpu), for `run NAME` and the like; files are completed as well.
+# Profile names from the directories `kvmgpu run NAME` looks in (KVMGPU_PROFILE_PATH when set, else
+# $XDG_CONFIG_HOME/kvmgpu and /etc/kvmgpu), for `run NAME` and the like; files are completed as well.
 _kvmgpu_profile_names() {
-  local f
-  for f in /etc/kvmgpu/*.toml "${XDG_CONFIG_HOME:-$HOME/.config}"/kvmgpu/*.toml; do
-    [ -e "$f" ] || continue
-    f=${f##*/}
-    printf '%s\n' "${f%.toml}"
+  local f d dirs=()
+  if [ -n "${KVMGPU_PROFILE_PATH+set}" ]; then
+    IFS=: read -r -a dirs <<<"$KVMGPU_PROFILE_PATH"
+  else
+    dirs=("${XDG_CONFIG_HOME:-$HOME/.config}/kvmgpu" /etc/kvmgpu)
+  fi
+  for d in "${dirs[@]}"; do
+    for f in "$d"/*.toml; do
+      [ -e "$f" ] || continue
+      f=${f##*/}
+      printf '%s\n' "${f%.toml}"
+    done
   done
 }
 
@@ -128,7 +135,7 @@ _kvmgpu() {
   local usage
   usage=$("$kvmgpu" help "$command" 2>/dev/null | sed -n '1s/^Usage: kvmgpu [^ ]* *//p')
   case "$usage" in
-    PROFILE* | *"PROFILE |"*)
+    PROFILE* | "NAME|PROFILE"* | *"PROFILE |"*)
       _kvmgpu_add "$(_kvmgpu_profile_names)"
       _kvmgpu_add_files -f -X '!*.toml'
       _kvmgpu_add_files -d

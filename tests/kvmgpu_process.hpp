@@ -25,8 +25,16 @@ namespace kvmgpu::testing {
 
 using Clock = std::chrono::steady_clock;
 
-// In a forked child: becomes kvmgpu with `args` (no shell), or exits 127.
-[[noreturn]] inline void exec_kvmgpu(const std::vector<std::string>& args) {
+// Environment variables ("NAME=VALUE") a test adds to kvmgpu's own.
+using Env = std::vector<std::string>;
+
+// In a forked child: becomes kvmgpu with `args` (no shell) and `env` added to the environment, or
+// exits 127.
+[[noreturn]] inline void exec_kvmgpu(const std::vector<std::string>& args, const Env& env = {}) {
+    for (const auto& e : env) {
+        const auto eq = e.find('=');
+        ::setenv(e.substr(0, eq).c_str(), e.substr(eq + 1).c_str(), 1);
+    }
     std::vector<char*> argv{const_cast<char*>(KVMGPU_BINARY)};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -59,7 +67,7 @@ inline Output collected_output(int raw, const std::filesystem::path& out, const 
     return o;
 }
 
-inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesystem::path& scratch) {
+inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesystem::path& scratch, const Env& env = {}) {
     const auto out = scratch / "cmd.out", err = scratch / "cmd.err";
     const pid_t pid = ::fork();
     if (pid == 0) {
@@ -67,7 +75,7 @@ inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesy
         int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         ::dup2(o, 1);
         ::dup2(e, 2);
-        exec_kvmgpu(args);
+        exec_kvmgpu(args, env);
     }
     int raw = 0;
     ::waitpid(pid, &raw, 0);
@@ -79,7 +87,7 @@ inline Output kvmgpu_run(const std::vector<std::string>& args, const std::filesy
 // `data_limit` bytes when the tests are not built with AddressSanitizer (whose shadow memory
 // does not fit such a limit).
 inline Output kvmgpu_run_bounded(const std::vector<std::string>& args, const std::filesystem::path& scratch,
-                                 std::chrono::seconds timeout, rlim_t data_limit) {
+                                 std::chrono::seconds timeout, rlim_t data_limit, const Env& env = {}) {
     const auto out = scratch / "cmd.out", err = scratch / "cmd.err";
     const pid_t pid = ::fork();
     if (pid == 0) {
@@ -93,7 +101,7 @@ inline Output kvmgpu_run_bounded(const std::vector<std::string>& args, const std
         int e = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
         ::dup2(o, 1);
         ::dup2(e, 2);
-        exec_kvmgpu(args);
+        exec_kvmgpu(args, env);
     }
     const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
     pollfd p{pidfd, POLLIN, 0};
@@ -115,7 +123,7 @@ inline Output kvmgpu_run_bounded(const std::vector<std::string>& args, const std
 // to a file. The destructor kills it (SIGKILL) if it still runs, and reaps it.
 class Supervisor {
 public:
-    Supervisor(const std::vector<std::string>& args, const std::filesystem::path& err_file) {
+    Supervisor(const std::vector<std::string>& args, const std::filesystem::path& err_file, const Env& env = {}) {
         int fds[2];
         if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe2 failed");
         pid_ = ::fork();
@@ -123,7 +131,7 @@ public:
             ::dup2(fds[1], 1);
             int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
             ::dup2(e, 2);
-            exec_kvmgpu(args);
+            exec_kvmgpu(args, env);
         }
         ::close(fds[1]);
         out_ = fds[0];

@@ -1,6 +1,7 @@
 #pragma once
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "util/layout.hpp"
 
@@ -14,6 +15,9 @@ struct Context {
     // The desktop user behind a root kvmgpu (SUDO_USER), for files made for them (Looking
     // Glass's shared memory); empty when kvmgpu was not started through sudo.
     std::string invoking_user;
+    // Where `kvmgpu run NAME` looks for NAME.toml, first found wins (app/profile_lookup.hpp):
+    // ~/.config/kvmgpu then /etc/kvmgpu for a user, /etc/kvmgpu for root.
+    std::vector<std::filesystem::path> profile_dirs;
 
     // Every path of one VM (util/layout.hpp), and of kvmgpu's host bookkeeping.
     util::VmLayout vm_layout(const std::string& name) const { return util::VmLayout::of(runtime_dir, state_dir, name); }

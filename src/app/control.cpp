@@ -5,11 +5,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "app/control_client.hpp"
 #include "app/stop_policy.hpp"
 #include "app/launch.hpp"
+#include "app/profile_lookup.hpp"
 #include "host/journal.hpp"
 #include "util/fd.hpp"
 #include "util/proc.hpp"
@@ -131,6 +133,7 @@ VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
     status.supervisor_pid = vm.state.supervisor_pid;
     status.qemu_pid = vm.state.qemu_pid;
     status.devices = vm.state.devices;
+    status.started_at = vm.state.started_at;
     status.liveness = vm.supervisor_silent ? "not-answering" : std::string(liveness_name(vm.liveness));
     status.status = "unknown";
     if (vm.liveness != Liveness::starting) {
@@ -329,12 +332,12 @@ ControlClient open_events(const Context& ctx, const std::string& name, std::chro
     return std::move(*client);
 }
 
-VmTable list_vms(const Context& ctx) {
+VmTable list_vms(const Context& ctx, bool all) {
     VmTable table;
     for (const auto& dir : list_vm_dirs(ctx)) {
         try {
             auto vm = find_vm(ctx, dir.name());
-            VmRow row{vm.state, std::string(liveness_name(vm.liveness)), "unknown"};
+            VmRow row{vm.state, std::string(liveness_name(vm.liveness)), "unknown", false, std::nullopt};
             try {
                 row.status = vm_status(vm, std::chrono::milliseconds(2000)).status;
             } catch (const NoAnswer&) {
@@ -350,6 +353,23 @@ VmTable list_vms(const Context& ctx) {
             table.warnings.push_back(dir.name() + ": " + e.what());
         }
     }
+    if (!all) return table;
+    for (auto& row : table.rows) row.listed_all = true;
+    for (const auto& vm : defined_vms(ctx, table.warnings)) {
+        auto running = std::find_if(table.rows.begin(), table.rows.end(), [&](const VmRow& r) { return r.state.name == vm.name; });
+        if (running != table.rows.end()) {
+            running->defined = vm.file.string();
+            continue;
+        }
+        VmRow row;
+        row.state.name = vm.name;
+        row.state.profile = vm.file.string();
+        row.liveness = row.status = "stopped";
+        row.listed_all = true;
+        row.defined = vm.file.string();
+        table.rows.push_back(std::move(row));
+    }
+    std::sort(table.rows.begin(), table.rows.end(), [](const VmRow& a, const VmRow& b) { return a.state.name < b.state.name; });
     return table;
 }
 
@@ -361,6 +381,11 @@ void to_json(json& j, const VmRow& row) {
          {"devices", row.state.devices},
          {"profile", row.state.profile},
          {"status", row.status}};
+    if (row.state.started_at > 0) {
+        j["started_at"] = row.state.started_at;
+        j["uptime_seconds"] = uptime_seconds(row.state.started_at);
+    }
+    if (row.listed_all) j["defined"] = row.defined ? json(*row.defined) : json(nullptr);
 }
 
 }  // namespace kvmgpu::app

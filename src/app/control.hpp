@@ -71,17 +71,22 @@ nlohmann::json stop_by_name(const Context& ctx, const std::string& name, std::ch
 // A control connection already subscribed to the VM's events: read them with next().
 ControlClient open_events(const Context& ctx, const std::string& name, std::chrono::milliseconds timeout);
 
-// `kvmgpu ps`: one row per VM directory whose VM runs; problems reading one are warnings.
+// `kvmgpu ps`: one row per VM directory whose VM runs; problems reading one are warnings. With
+// `all` (`ps --all`), also one row per VM defined by a profile in the profile directories
+// (app/profile_lookup.hpp) that does not run (liveness and status "stopped"), and each row says
+// which profile file defines its name there (`defined`; null for a VM started from elsewhere).
 struct VmRow {
     VmState state;
     std::string liveness;
-    std::string status;  // QEMU's run state, or "unknown"
+    std::string status;  // QEMU's run state, or "unknown"; "stopped" for a defined VM not running
+    bool listed_all = false;
+    std::optional<std::string> defined;
 };
 struct VmTable {
     std::vector<VmRow> rows;
     std::vector<std::string> warnings;
 };
-VmTable list_vms(const Context& ctx);
+VmTable list_vms(const Context& ctx, bool all = false);
 void to_json(nlohmann::json& j, const VmRow& row);
 
 }  // namespace kvmgpu::app

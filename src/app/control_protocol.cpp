@@ -1,5 +1,8 @@
 #include "app/control_protocol.hpp"
 
+#include <algorithm>
+#include <ctime>
+
 namespace kvmgpu::app {
 namespace {
 
@@ -96,6 +99,14 @@ void to_json(json& j, const VmStatus& s) {
     if (s.supervised) j["stopping"] = s.stopping;
     if (!s.liveness.empty()) j["liveness"] = s.liveness;
     if (!s.error.empty()) j["error"] = s.error;
+    if (s.started_at > 0) {
+        j["started_at"] = s.started_at;
+        j["uptime_seconds"] = uptime_seconds(s.started_at);
+    }
+}
+
+std::int64_t uptime_seconds(std::int64_t started_at) {
+    return std::max<std::int64_t>(0, static_cast<std::int64_t>(std::time(nullptr)) - started_at);
 }
 
 void from_json(const json& j, VmStatus& s) {
@@ -109,6 +120,7 @@ void from_json(const json& j, VmStatus& s) {
     s.stopping = j.value("stopping", false);
     s.liveness = j.value("liveness", "");
     s.error = j.value("error", "");
+    s.started_at = j.value("started_at", std::int64_t{0});
 }
 
 json return_reply(json value, const json& id) {

@@ -20,6 +20,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -86,7 +87,11 @@ struct VmStatus {
     bool stopping = false;
     std::string liveness;  // without a supervisor: "unsupervised" or "starting"
     std::string error;     // why the status is "unknown"
+    std::int64_t started_at = 0;  // unix seconds when `kvmgpu run` began the launch; 0: unknown
 };
+
+// Seconds since `started_at` (unix seconds), never negative.
+std::int64_t uptime_seconds(std::int64_t started_at);
 void to_json(nlohmann::json& j, const VmStatus& s);
 void from_json(const nlohmann::json& j, VmStatus& s);
 

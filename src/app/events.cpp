@@ -26,7 +26,9 @@ json event_json(const RunningEvent& e) {
 json event_json(const PausedEvent& e) { return {{"event", "paused"}, {"name", e.name}}; }
 json event_json(const ResumedEvent& e) { return {{"event", "resumed"}, {"name", e.name}}; }
 json event_json(const StoppingEvent& e) {
-    return {{"event", "stopping"}, {"reason", "signal"}, {"signal", e.signal}, {"force", e.force}};
+    json j = {{"event", "stopping"}, {"reason", e.reason}, {"force", e.force}};
+    if (!e.signal.empty()) j["signal"] = e.signal;
+    return j;
 }
 json event_json(const LogEvent& e) { return {{"event", "log"}, {"tail", e.tail}}; }
 json event_json(const StoppedEvent& e) {

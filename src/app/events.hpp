@@ -46,10 +46,13 @@ struct ResumedEvent {
     std::string name;
 };
 
-// A signal asked the supervisor to stop the VM.
+// The VM begins to end: a signal or `kvmgpu stop` asked the supervisor to stop it, or QEMU
+// exited by itself (a guest shutdown, a crash) and the supervisor begins to give everything back.
+// Reported once per cause (a second signal again, with force).
 struct StoppingEvent {
-    std::string signal;  // "SIGINT", "SIGTERM", "SIGHUP"
+    std::string signal;  // "SIGINT", "SIGTERM", "SIGHUP"; empty unless reason is "signal"
     bool force = false;
+    std::string reason = "signal";  // "signal", "stop-requested" or "qemu-exited"
 };
 
 // The end of QEMU's log, after a failure.

@@ -69,7 +69,14 @@ std::string subsystem_of(const PciDeviceInfo& d) {
 
 // Writes `text` to `file`: a new file only, unless `force`; then through a temporary file
 // renamed into place, so that a reader never sees half a profile.
+// A missing directory of `file` is made first (`kvmgpu init --output /etc/kvmgpu/NAME.toml` on a
+// host without /etc/kvmgpu yet: where `kvmgpu run NAME` looks).
 void write_profile(const fs::path& file, const std::string& text, bool force) {
+    if (const auto dir = file.parent_path(); !dir.empty()) {
+        std::error_code ec;
+        fs::create_directories(dir, ec);
+        if (ec) throw util::RuntimeFailure("cannot make the directory " + util::quoted(dir.string()) + ": " + ec.message());
+    }
     const fs::path target = force ? fs::path(file.string() + ".kvmgpu-tmp") : file;
     util::Fd fd(::open(target.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC | (force ? O_TRUNC : O_EXCL), 0644));
     if (!fd) {

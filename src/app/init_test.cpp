@@ -239,3 +239,14 @@ TEST_CASE("init writes a new file and replaces one only with force", "[app][init
     CHECK(std::string((std::istreambuf_iterator<char>(replaced)), std::istreambuf_iterator<char>()) == forced.profile);
     CHECK_FALSE(fs::exists(req.output.string() + ".kvmgpu-tmp"));
 }
+
+TEST_CASE("init makes the missing directory of its output file", "[app][init]") {
+    test::HostFixture fx;
+    test::add_gpu_with_audio(fx);
+    app::InitRequest req;
+    req.output = fx.root() / "etc" / "kvmgpu" / "win11.toml";
+    const auto r = app::init(context(fx), req);
+    REQUIRE_FALSE(r.refused);
+    CHECK(fs::is_regular_file(req.output));
+    CHECK(r.name == "win11");
+}

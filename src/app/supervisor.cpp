@@ -154,6 +154,7 @@ private:
             s->write(return_reply(co_await status(), req.id));
         } else if (auto* stop = std::get_if<StopRequest>(&req.request)) {
             stop_waiters_.push_back({s, req.id});
+            if (!stopping_ || (stop->force && !force_)) report_(StoppingEvent{"", stop->force, "stop-requested"});
             request_stop(StopCause::stop_requested, stop->timeout.value_or(options_.stop_timeout), stop->force);
         } else if (std::holds_alternative<EventsRequest>(req.request)) {
             s->wants_events = true;
@@ -169,6 +170,7 @@ private:
         status.devices = state_.devices;
         status.supervised = true;
         status.stopping = stopping_;
+        status.started_at = state_.started_at;
         try {
             std::optional<RunState> state = run_state_.known();
             if (!state) {
@@ -316,6 +318,7 @@ private:
         poll_timer_.cancel();
         control_.stop_accepting();
         qmp_.close();
+        if (!stopping_) report_(StoppingEvent{"", false, "qemu-exited"});
         // Restore devices and run hooks while `kvmgpu stop` clients wait for the outcome.
         const StoppedEvent stopped = (*on_end_)(result_);
         const json outcome = outcome_json(stopped);

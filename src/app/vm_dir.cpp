@@ -195,7 +195,8 @@ void ensure_vm_state_dir(const util::VmLayout& layout) {
     ensure_private_dir(layout.state_dir, "state directory", "--state-dir");
     if (::chmod(layout.state_dir.c_str(), 0700) != 0) fail("cannot chmod \"" + layout.state_dir.string() + "\"");
     // What kvmgpu, QEMU and swtpm write in it by name: none may lead elsewhere.
-    for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.tpm_state(), true}}) {
+    for (const auto& [file, directory] : {std::pair{layout.ovmf_vars(), false}, std::pair{layout.launcher_log(), false},
+                                           std::pair{layout.tpm_state(), true}}) {
         struct stat st {};
         if (::lstat(file.c_str(), &st) != 0) {
             if (errno == ENOENT) continue;

@@ -17,12 +17,12 @@ namespace kvmgpu::cli {
 namespace {
 
 constexpr std::array commands{
-    Command{"run", "PROFILE", "start a VM from a profile and supervise it (--dry-run: print the QEMU command)",
+    Command{"run", "NAME|PROFILE", "start a VM from a profile and supervise it (--dry-run: print the QEMU command)",
             "", run_options, run_command},
-    Command{"check", "PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "", nullptr, check_command},
+    Command{"check", "NAME|PROFILE", "check the host for a profile: IOMMU, groups, drivers, hugepages", "", nullptr, check_command},
     Command{"list", "", "list IOMMU groups and their PCI devices", "", nullptr, list_command},
     Command{"init", "", "list the GPUs and write a starter profile for one", "", init_options, init_command},
-    Command{"ps", "", "list running VMs", "", nullptr, ps_command},
+    Command{"ps", "", "list running VMs (--all: and the profiles defined by name)", "", ps_options, ps_command},
     Command{"status", "NAME", "show a VM's state", "", nullptr, status_command},
     Command{"pause", "NAME", "pause a VM's vCPUs", "", nullptr, pause_command},
     Command{"resume", "NAME", "resume a paused VM", "", nullptr, resume_command},
@@ -71,6 +71,31 @@ std::string env_or(Getenv getenv_fn, const char* name, const std::string& fallba
     return v && *v ? std::string(v) : fallback;
 }
 
+// Where `kvmgpu run NAME` looks for NAME.toml (app/profile_lookup.hpp): KVMGPU_PROFILE_PATH, a
+// ':'-separated list, when set (tests, and users who keep profiles elsewhere); else the user's
+// configuration directory (not root's: root's profiles are the system's, in /etc/kvmgpu), then
+// /etc/kvmgpu.
+std::vector<std::filesystem::path> profile_dirs(Getenv getenv_fn, bool root) {
+    std::vector<std::filesystem::path> dirs;
+    if (const char* path = getenv_fn("KVMGPU_PROFILE_PATH")) {
+        std::string_view rest = path;
+        while (!rest.empty()) {
+            const auto colon = rest.find(':');
+            if (const auto d = rest.substr(0, colon); !d.empty()) dirs.emplace_back(d);
+            rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+        }
+        return dirs;
+    }
+    if (!root) {
+        const char* config = getenv_fn("XDG_CONFIG_HOME");
+        const char* home = getenv_fn("HOME");
+        if (config && *config == '/') dirs.push_back(std::filesystem::path(config) / "kvmgpu");
+        else if (home && *home) dirs.push_back(std::filesystem::path(home) / ".config" / "kvmgpu");
+    }
+    dirs.emplace_back("/etc/kvmgpu");
+    return dirs;
+}
+
 app::Context make_context(const Globals& g, Getenv getenv_fn) {
     app::Context ctx;
     const bool root = ::geteuid() == 0;
@@ -93,6 +118,7 @@ app::Context make_context(const Globals& g, Getenv getenv_fn) {
     ctx.host_root = !g.host_root.empty() ? g.host_root : env_or(getenv_fn, "KVMGPU_HOST_ROOT", "/");
     if (const char* sudo_user = getenv_fn("SUDO_USER"); root && sudo_user && *sudo_user && std::string(sudo_user) != "root")
         ctx.invoking_user = sudo_user;
+    ctx.profile_dirs = profile_dirs(getenv_fn, root);
     return ctx;
 }
 
@@ -178,6 +204,7 @@ void read_options(const Command& cmd, const po::options_description& globals, co
 int run_handler(const Command& cmd, const Globals& g, Invocation& inv, Getenv getenv_fn) {
     inv.ctx = make_context(g, getenv_fn);
     inv.json = g.json;
+    inv.getenv = getenv_fn;
     if (!cmd.handler)
         throw util::RuntimeFailure("`kvmgpu " + std::string(cmd.name) +
                                        "` is not available in this version yet; it arrives with the " +
@@ -192,7 +219,7 @@ Invocation quick_invocation(const QuickCommand& q, Globals& g, std::ostream& out
     g.state_dir = q.state_dir.value_or("");
     g.host_root = q.host_root.value_or("");
     g.json = q.json;
-    Invocation inv{{}, false, {}, {q.name}, out, err};
+    Invocation inv{{}, false, {}, {q.name}, out, err, nullptr};
     if (q.command == "stop") {
         inv.options.insert({"timeout", po::variable_value(q.timeout.value_or(kDefaultStopTimeout), !q.timeout)});
         if (q.force) inv.options.insert({"force", po::variable_value(boost::any(std::string()), false)});
@@ -253,7 +280,7 @@ int dispatch(const std::vector<std::string>& args, std::ostream& out, std::ostre
         throw UsageError(msg);
     }
 
-    Invocation inv{{}, false, {}, {}, out, err};
+    Invocation inv{{}, false, {}, {}, out, err, nullptr};
     read_options(*cmd, globals, rest, inv.options);
     if (inv.options.count("help")) {
         print_command_help(out, *cmd, global_options(g));

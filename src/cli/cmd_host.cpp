@@ -3,6 +3,7 @@
 #include <ostream>
 
 #include "app/host_ops.hpp"
+#include "app/profile_lookup.hpp"
 #include "cli/command.hpp"
 #include "cli/output.hpp"
 #include "profile/validate.hpp"
@@ -91,13 +92,15 @@ int list_command(Invocation& inv) {
 }
 
 int check_command(Invocation& inv) {
-    if (inv.args.size() != 1) throw UsageError("usage: kvmgpu check PROFILE [--json]");
-    const auto& file = inv.args.front();
+    if (inv.args.size() != 1) throw UsageError("usage: kvmgpu check NAME|PROFILE [--json]");
+    const auto found = app::find_profile(inv.ctx, inv.args.front());
+    const auto file = found.file.string();
     auto loaded = profile::load_and_validate(file);
     if (profile::has_errors(loaded.diagnostics)) {
         if (inv.json) inv.out << json{{"ready", false}, {"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
         print_diagnostics(inv.err, loaded.diagnostics, file);
     }
+    app::check_found_name(found, loaded.profile.name);
     const auto result = app::check_host(loaded.profile, inv.ctx);
     if (inv.json) {
         json j = result;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "app/isolate.hpp"
+#include "app/profile_lookup.hpp"
 #include "cli/command.hpp"
 #include "cli/output.hpp"
 #include "profile/validate.hpp"
@@ -25,11 +26,13 @@ int isolate_command(Invocation& inv) {
 
     std::optional<profile::Profile> profile;
     if (!inv.args.empty()) {
-        const auto& file = inv.args.front();
+        const auto found = app::find_profile(inv.ctx, inv.args.front());
+        const auto file = found.file.string();
         auto loaded = profile::load_and_validate(file);
         if (inv.json && profile::has_errors(loaded.diagnostics))
             inv.out << nlohmann::json{{"diagnostics", to_json(loaded.diagnostics)}}.dump() << "\n";
         print_diagnostics(inv.err, loaded.diagnostics, file);
+        app::check_found_name(found, loaded.profile.name);
         profile = std::move(loaded.profile);
     }
 

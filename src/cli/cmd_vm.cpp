@@ -35,6 +35,15 @@ int print_reply(Invocation& inv, const json& reply, const std::string& done) {
     return ok;
 }
 
+// "3d4h", "4h12m", "12m5s", "5s".
+std::string uptime(std::int64_t s) {
+    const auto d = s / 86400, h = s % 86400 / 3600, m = s % 3600 / 60, sec = s % 60;
+    if (d) return std::to_string(d) + "d" + std::to_string(h) + "h";
+    if (h) return std::to_string(h) + "h" + std::to_string(m) + "m";
+    if (m) return std::to_string(m) + "m" + std::to_string(sec) + "s";
+    return std::to_string(sec) + "s";
+}
+
 int simple_qmp(Invocation& inv, const char* usage, const char* command, const char* done) {
     const auto& name = one_name(inv, usage);
     const auto reply = app::qmp_by_name(inv.ctx, name, {{"execute", command}}, kTimeout, warner(inv));
@@ -120,21 +129,32 @@ int events_command(Invocation& inv) {
     return ok;
 }
 
+void ps_options(po::options_description& desc) {
+    desc.add_options()("all,a", "also list the VMs defined by name (NAME.toml in ~/.config/kvmgpu, /etc/kvmgpu) "
+                                "that do not run, and where each is defined");
+}
+
 int ps_command(Invocation& inv) {
-    if (!inv.args.empty()) throw UsageError("usage: kvmgpu ps");
-    const auto table = app::list_vms(inv.ctx);
+    if (!inv.args.empty()) throw UsageError("usage: kvmgpu ps [--all]");
+    const bool all = inv.options.count("all") > 0;
+    const auto table = app::list_vms(inv.ctx, all);
     for (const auto& w : table.warnings) inv.err << "kvmgpu: warning: " << w << "\n";
     if (inv.json) {
         inv.out << json(table.rows).dump() << "\n";
         return ok;
     }
     inv.out << std::left << std::setw(20) << "NAME" << std::setw(10) << "STATUS" << std::setw(14) << "SUPERVISION"
-            << std::setw(9) << "QEMU" << "DEVICES\n";
+            << std::setw(9) << "QEMU" << std::setw(10) << "UPTIME" << "DEVICES" << (all ? "  PROFILE" : "") << "\n";
     for (const auto& r : table.rows) {
         std::string devices;
         for (const auto& d : r.state.devices) devices += (devices.empty() ? "" : ",") + d;
+        const bool stopped = r.status == "stopped" && r.state.qemu_pid == 0;
         inv.out << std::left << std::setw(20) << r.state.name << std::setw(10) << r.status << std::setw(14)
-                << r.liveness << std::setw(9) << r.state.qemu_pid << (devices.empty() ? "-" : devices) << "\n";
+                << (stopped ? "-" : r.liveness) << std::setw(9) << (stopped ? std::string("-") : std::to_string(r.state.qemu_pid))
+                << std::setw(10) << (r.state.started_at > 0 ? uptime(app::uptime_seconds(r.state.started_at)) : "-")
+                << (devices.empty() ? "-" : devices);
+        if (all) inv.out << "  " << (r.defined ? *r.defined : r.state.profile + " (not by name)");
+        inv.out << "\n";
     }
     return ok;
 }

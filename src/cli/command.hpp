@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "app/context.hpp"
+#include "cli/cli.hpp"
 #include "util/error.hpp"
 
 namespace kvmgpu::cli {
@@ -31,6 +32,7 @@ struct Invocation {
     std::vector<std::string> args;  // positional words after the command
     std::ostream& out;
     std::ostream& err;
+    Getenv getenv = nullptr;  // the process's environment (tests pass their own)
 };
 
 struct Command {
@@ -46,6 +48,7 @@ struct Command {
 int run_command(Invocation& inv);
 void run_options(po::options_description& desc);
 int ps_command(Invocation& inv);
+void ps_options(po::options_description& desc);
 int status_command(Invocation& inv);
 int pause_command(Invocation& inv);
 int resume_command(Invocation& inv);

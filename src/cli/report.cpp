@@ -34,7 +34,9 @@ struct TextRenderer {
     void operator()(const app::PausedEvent& e) const { err << "paused: " << e.name << "\n"; }
     void operator()(const app::ResumedEvent& e) const { err << "resumed: " << e.name << "\n"; }
     void operator()(const app::StoppingEvent& e) const {
-        err << "stopping" << (e.force ? " now (forced)" : " (Ctrl-C again to force)") << "\n";
+        if (e.reason == "qemu-exited") err << "QEMU has exited; giving everything back\n";
+        else if (e.reason == "stop-requested") err << "stopping (`kvmgpu stop`" << (e.force ? ", forced" : "") << ")\n";
+        else err << "stopping" << (e.force ? " now (forced)" : " (Ctrl-C again to force)") << "\n";
     }
     void operator()(const app::LogEvent& e) const {
         if (e.tail.empty()) {

@@ -577,7 +577,7 @@ TEST_CASE("unknown keys are errors at the key with a did-you-mean or the list of
         {"nothing close in a table", "[tpm]\nversion = 2\n", "tpm.version", 2, 1,
          "[tpm] has no key \"version\"; known keys: enabled"},
         {"sub-table of a table", "[machine.numa]\nnodes = 2\n", "machine.numa", 1, 10,
-         "[machine] has no key \"numa\"; known keys: type, accel, memory, hugepages, rtc"},
+         "[machine] has no key \"numa\"; known keys: type, accel, memory, hugepages, keep_hugepages, rtc"},
         {"typo in an array of tables", "[[usb]]\nvendor = 1\nprodcut = 2\n", "usb[0].prodcut", 3, 1,
          "[[usb]] has no key \"prodcut\"; did you mean \"product\"?"},
         {"typo in the second entry", "[[disk]]\npath = \"/a\"\n[[disk]]\npath = \"/b\"\nreadonyl = true\n",

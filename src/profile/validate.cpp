@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "util/text.hpp"
+#include "util/vm_name.hpp"
 
 namespace kvmgpu::profile {
 namespace {
@@ -91,7 +92,7 @@ bool is_loopback(const std::string& listen) {
 void check_name(const Profile& p, Checker& c) {
     // The first character is a letter or digit: names beginning with '.' are kvmgpu's own
     // entries in the runtime directory.
-    if (is_word(p.name, 64, true)) return;
+    if (util::valid_vm_name(p.name)) return;
     if (c.written("name"))
         c.error("name", "name " + util::quoted(p.name) +
                             " may only use letters, digits, '_', '.' and '-' (1 to 64 of them, "

@@ -23,6 +23,8 @@
 //       release.log               what systemctl and modprobe said freeing the card and after
 //       events.log                every event of the run, one JSON object per line (docs/json.md)
 //     logs.previous/              the run before it, moved aside when a run starts
+//     launcher.log                a detached launcher's output (`kvmgpu run --detach`), appended
+//                                 (outside logs/: it is written before the run's logs start)
 //
 // A VM name never starts with '.', so RUNTIME/.host is never a VM's directory.
 #include <filesystem>
@@ -57,6 +59,8 @@ struct VmLayout {
     // What `systemctl` and `modprobe` said while freeing the card and giving it back.
     std::filesystem::path release_log() const { return logs_dir() / "release.log"; }
     std::filesystem::path events_log() const { return logs_dir() / "events.log"; }
+    // What a launcher that went to the background (`kvmgpu run --detach`) printed.
+    std::filesystem::path launcher_log() const { return state_dir / "launcher.log"; }
 };
 
 // RUNTIME/.host: the journals and device locks of every VM.
