@@ -1,5 +1,6 @@
 #include "app/host_ops.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "app/launch.hpp"
@@ -9,6 +10,8 @@
 #include "host/journal.hpp"
 #include "host/lock.hpp"
 #include "host/qemu_probe.hpp"
+#include "preflight/memlock.hpp"
+#include "util/process.hpp"
 #include "host/sysfs.hpp"
 #include "util/text.hpp"
 
@@ -55,6 +58,13 @@ preflight::CheckOptions check_options(const profile::Profile& profile, const Con
     if (options.as_root && !profile.security.runs_as_root()) {
         options.qemu_user = util::find_user(profile.security.user);
         options.kvm_group = util::find_group("kvm");
+    }
+    // QEMU as root (CAP_IPC_LOCK) is not held to a locked-memory limit; any other QEMU is.
+    if (!profile.pci.empty() && (!options.as_root || !profile.security.runs_as_root())) {
+        options.memlock_raisable = util::can_set_memlock(preflight::vfio_locked_bytes(profile));
+        rlimit limit{};
+        if (::getrlimit(RLIMIT_MEMLOCK, &limit) == 0 && limit.rlim_max != RLIM_INFINITY)
+            options.memlock_hard = static_cast<std::uint64_t>(limit.rlim_max);
     }
     if (profile.audio.backend != profile::AudioBackend::none) {
         options.qemu_audio_drivers = host::qemu_audio_drivers(profile.qemu.binary);

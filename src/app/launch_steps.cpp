@@ -15,6 +15,7 @@
 #include "host/binder.hpp"
 #include "host/bridge_tap.hpp"
 #include "host/device_health.hpp"
+#include "preflight/memlock.hpp"
 #include "host/lock.hpp"
 #include "qemu/swtpm.hpp"
 #include "util/proc.hpp"
@@ -214,11 +215,10 @@ void spawn_step(LaunchRun& run) {
     try {
         auto options = confined_spawn_options(run);
         options.log_file = run.dir.log_file();
-        // VFIO pins all guest RAM (and the Looking Glass memory) in QEMU's locked memory; root
-        // needs no limit, an unprivileged QEMU gets one sized for it, with 1 GiB to spare.
-        if (run.qemu_user && !run.devices.empty()) {
-            const std::uint64_t memlock = run.profile.machine.memory + (std::uint64_t{1} << 30) +
-                                          (run.profile.looking_glass.enabled ? run.profile.looking_glass.shared_memory_bytes() : 0);
+        // VFIO pins all guest RAM (and the Looking Glass memory) in QEMU's locked memory; a root
+        // QEMU needs no limit, any other gets one sized for it (preflight/memlock.hpp).
+        if ((run.qemu_user || ::geteuid() != 0) && !run.devices.empty()) {
+            const std::uint64_t memlock = preflight::vfio_locked_bytes(run.profile);
             if (util::can_set_memlock(memlock)) options.memlock_limit = memlock;
             else
                 memlock_note = "; its locked-memory limit stays below the " + util::format_size(memlock) +

@@ -68,6 +68,11 @@ struct CheckOptions {
     // not tell), and the sound server QEMU is to use (empty: nobody's known).
     std::optional<std::vector<std::string>> qemu_audio_drivers;
     std::string audio_server;
+    // Whether kvmgpu can give the QEMU it starts the locked memory VFIO pins
+    // (util::can_set_memlock), and its hard RLIMIT_MEMLOCK now (nullopt: unlimited). Not asked
+    // (nullopt) when nothing is passed through or QEMU runs as root, which VFIO does not limit.
+    std::optional<bool> memlock_raisable;
+    std::optional<std::uint64_t> memlock_hard;
 };
 
 // What to bind: the profile's devices in profile order, then the functions added for them.
