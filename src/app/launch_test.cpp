@@ -441,6 +441,27 @@ TEST_CASE("a stop signal ends a prestart hook that hangs and the launch is undon
     CHECK_FALSE(fs::exists(l.ctx.runtime_dir / "gpu"));
 }
 
+namespace {
+
+// Launches `profile` in a child process that dies of SIGKILL just before step `at`, as a
+// launcher killed with -9 there would.
+void launch_and_kill_before(Launch& l, const profile::Profile& profile, const std::string& at) {
+    const pid_t launcher = ::fork();
+    if (launcher == 0) {
+        l.before_step = [&](std::string_view step) {
+            if (step == at) ::raise(SIGKILL);
+        };
+        l.run(profile);
+        ::_exit(3);  // not reached: the launcher dies at `at`
+    }
+    int status = 0;
+    REQUIRE(::waitpid(launcher, &status, 0) == launcher);
+    REQUIRE(WIFSIGNALED(status));
+    REQUIRE(WTERMSIG(status) == SIGKILL);
+}
+
+}  // namespace
+
 TEST_CASE("a launcher killed with -9 after any step that changed the host leaves what restore gives back", "[app][qemu]") {
     // The steps after bind, where devices are on vfio-pci; "qmp" is after QEMU was spawned.
     for (const std::string at : {"prestart", "firmware", "access", "tpm", "spawn", "qmp"}) {
@@ -448,18 +469,7 @@ TEST_CASE("a launcher killed with -9 after any step that changed the host leaves
             Launch l;
             const auto profile = passthrough_profile(l.fx.root());
             const auto before = l.fx.snapshot();
-            const pid_t launcher = ::fork();
-            if (launcher == 0) {
-                l.before_step = [&](std::string_view step) {
-                    if (step == at) ::raise(SIGKILL);
-                };
-                l.run(profile);
-                ::_exit(3);  // not reached: the launcher dies at `at`
-            }
-            int status = 0;
-            REQUIRE(::waitpid(launcher, &status, 0) == launcher);
-            REQUIRE(WIFSIGNALED(status));
-            REQUIRE(WTERMSIG(status) == SIGKILL);
+            launch_and_kill_before(l, profile, at);
             // What the dead launcher left: devices on vfio-pci, a journal naming them, its locks.
             CHECK(l.fx.driver_of("0000:01:00.0") == "vfio-pci");
             const auto journal = host::read_journal(app::host_state_dir(l.ctx), "gpu");
@@ -764,5 +774,35 @@ TEST_CASE("the hugepage pool is raised by what the VM lacks for the run and give
         INFO(test::snapshot_diff(before, l.fx.snapshot()));
         CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
         CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+    }
+}
+
+TEST_CASE("a launcher killed with -9 after the hugepages or looking-glass step leaves what restore gives back",
+          "[app][hugepages][looking-glass]") {
+    // "release" comes right after the hugepages step, "access" right after the looking-glass step.
+    for (const std::string at : {"release", "access"}) {
+        DYNAMIC_SECTION("kill -9 before " << at) {
+            Launch l;
+            l.fx.set_hugepages(2048, 100, 10);
+            fs::create_directories(l.fx.path("dev/shm"));
+            const auto shm = l.fx.path("dev/shm/looking-glass");
+            const auto nr = l.fx.path("sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages");
+            const auto profile = passthrough_profile(
+                l.fx.root(), "[looking_glass]\nsize = \"32M\"\npath = \"" + shm.string() + "\"\n", "hugepages = \"2M\"\n");
+            const auto before = l.fx.snapshot();
+            launch_and_kill_before(l, profile, at);
+            // What the dead launcher left: the pool raised by the 54 pages 128M lacked, and after
+            // the looking-glass step the shm file.
+            CHECK(read_file(nr) == "154\n");
+            CHECK(fs::exists(shm) == (at == "access"));
+            const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel);
+            INFO(json(restored.report).dump(1));
+            CHECK(restored.ok());
+            CHECK(read_file(nr) == "100\n");
+            CHECK_FALSE(fs::exists(shm));
+            INFO(test::snapshot_diff(before, l.fx.snapshot()));
+            CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+            CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+        }
     }
 }
