@@ -81,9 +81,7 @@ std::vector<Grant> files_to_give(const LaunchRun& run) {
         if (!d.rom.empty()) out.push_back({d.rom, Access::read});
     for (const auto& in : p.inputs) out.push_back({in.evdev, Access::read_write});
     if (p.looking_glass.enabled) {
-        auto path = p.looking_glass.path;
-        if (path.empty())
-            path = p.looking_glass.backend == profile::LookingGlassBackend::kvmfr ? "/dev/kvmfr0" : "/dev/shm/looking-glass";
+        const auto path = p.looking_glass.shared_memory_path();
         // QEMU creates a missing shared memory file itself, as its user.
         if (fs::exists(path)) out.push_back({path, Access::read_write});
     }

@@ -17,8 +17,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr std::uint64_t kMiB = std::uint64_t{1} << 20;
-
 // Takes the host-wide hugepage lock, waiting for another launch that holds it (up to 2 min,
 // or until a stop signal).
 util::Fd lock_pool(LaunchRun& run, const std::string& message) {
@@ -50,9 +48,9 @@ std::string boot_advice(std::uint64_t page, std::uint64_t pages) {
 
 void hugepages_step(LaunchRun& run) {
     const auto& m = run.profile.machine;
-    if (m.hugepages == profile::Hugepages::none) return;
-    const std::uint64_t page = m.hugepages == profile::Hugepages::size_1g ? 1024 * kMiB : 2 * kMiB;
-    const std::string size = page == 2 * kMiB ? "2M" : "1G";
+    const std::uint64_t page = m.hugepage_bytes();
+    if (page == 0) return;
+    const std::string size = util::format_size(page);
     const auto& root = run.ctx.host_root;
     const auto node = host::numa_node_of(root, run.profile.cpu.pin);
     auto pool = host::hugepage_pool_files(page, node);

@@ -8,7 +8,6 @@
 #include "host/file_access.hpp"
 #include "host/journal.hpp"
 #include "host/shared_memory_file.hpp"
-#include "preflight/looking_glass.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::app {
@@ -34,7 +33,7 @@ util::SystemUser file_owner(LaunchRun& run, const std::string& message) {
 void looking_glass_step(LaunchRun& run) {
     const auto& lg = run.profile.looking_glass;
     if (!lg.enabled || lg.backend != profile::LookingGlassBackend::shm) return;
-    const auto path = preflight::looking_glass_path(lg);
+    const auto path = lg.shared_memory_path();
     struct stat st {};
     // One that exists is the user's own (the check refused anything but a regular file): used
     // as it is, never removed.

@@ -69,6 +69,16 @@ struct World {
         a.insert(a.end(), extra.begin(), extra.end());
         return std::make_unique<Supervisor>(args(a), dir.path() / "supervisor.err");
     }
+    // The "running" event of `sup`, given 120 s (QEMU under TCG on a busy machine); without it the
+    // test fails showing the launcher's stderr and the events it saw.
+    json wait_running(Supervisor& sup) const {
+        try {
+            return sup.wait_event("running", std::chrono::seconds(120));
+        } catch (const std::exception& e) {
+            FAIL(e.what() << "\n" << supervisor_err() << "\nevents: " << json(sup.seen).dump());
+        }
+        return {};
+    }
     std::string supervisor_err() const {
         std::ifstream in(dir.path() / "supervisor.err");
         return {std::istreambuf_iterator<char>(in), {}};
@@ -276,12 +286,7 @@ TEST_CASE("QEMU and swtpm run as the profile's user under seccomp, and what they
     for (const bool killed : {false, true}) {
         DYNAMIC_SECTION((killed ? "supervisor killed -9, then stop and restore" : "stopped")) {
             auto sup = w.run(profile);
-            json running;
-            try {
-                running = sup->wait_event("running", std::chrono::seconds(120));
-            } catch (const std::exception& e) {
-                FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
-            }
+            const json running = w.wait_running(*sup);
             const pid_t qemu = running["qemu_pid"].get<pid_t>();
             const auto q = proc_status(qemu);
             CHECK(q.uid == "65534\t65534\t65534\t65534");
@@ -351,11 +356,7 @@ TEST_CASE("Looking Glass's shm file is made for the desktop user while the VM ru
     REQUIRE(daemon);
     REQUIRE(nobody);
     auto sup = w.run(profile);
-    try {
-        sup->wait_event("running", std::chrono::seconds(120));
-    } catch (const std::exception& e) {
-        FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
-    }
+    w.wait_running(*sup);
     CHECK(owner_of(shm) == (Owner{daemon->uid, nobody->gid, 0660}));
     // QEMU mapped it: the guest's ivshmem device is backed by it, 32 MiB.
     const auto memdevs = json::parse(w.cli({"qmp", "lg", R"({"execute":"query-memdev"})", "--json"}).out);
@@ -504,12 +505,7 @@ TEST_CASE("real QEMU accepts the argv of every feature that needs no host hardwa
     // The Looking Glass client's file exists before the VM: kvmgpu gives it to QEMU's user.
     std::ofstream(w.dir.path() / "lg-shm").close();
     auto sup = w.run(profile);
-    json running;
-    try {
-        running = sup->wait_event("running", std::chrono::seconds(120));
-    } catch (const std::exception& e) {
-        FAIL(e.what() << "\n" << w.supervisor_err() << "\nevents: " << json(sup->seen).dump());
-    }
+    const json running = w.wait_running(*sup);
     const auto r = w.cli({"qmp", "full", R"({"execute":"query-pci"})", "--json"});
     REQUIRE(r.status == 0);
     std::set<std::string> ids;

@@ -2,6 +2,7 @@
 
 #include <signal.h>
 
+#include "host/hugepage_pool.hpp"
 #include "util/process.hpp"
 
 #include <fcntl.h>
@@ -242,11 +243,9 @@ std::string undo(const HugepagesAdded& change, const UndoContext& context) {
     const std::string shown = util::quoted(file.string());
     std::error_code ec;
     if (!fs::exists(file, ec)) return shown + " is no longer present; nothing to give back.";
-    const auto now = read_attr(file);
-    std::uint64_t pages = 0;
-    if (!now || now->empty() || now->size() > 18 || now->find_first_not_of("0123456789") != std::string::npos)
-        throw UndoError("cannot read the pool size in " + shown);
-    pages = std::stoull(*now);
+    const auto now = read_page_count(context.root, change.path);
+    if (!now) throw UndoError("cannot read the pool size in " + shown);
+    const std::uint64_t pages = *now;
     const std::uint64_t target = pages > change.pages ? pages - change.pages : 0;
     if (const int error = context.writer.write(file, std::to_string(target)); error != 0)
         throw UndoError("giving " + std::to_string(change.pages) + " hugepages back through " + shown +

@@ -651,12 +651,8 @@ private:
     }
 
     void check_hugepages() {
-        std::uint64_t page = 0;
-        switch (p_.machine.hugepages) {
-            case profile::Hugepages::none: return;
-            case profile::Hugepages::size_2m: page = 2 * kMiB; break;
-            case profile::Hugepages::size_1g: page = kGiB; break;
-        }
+        const std::uint64_t page = p_.machine.hugepage_bytes();
+        if (page == 0) return;
         const std::uint64_t needed = (p_.machine.memory + page - 1) / page;
         const std::string dir_rel =
             "/sys/kernel/mm/hugepages/hugepages-" + std::to_string(page / 1024) + "kB";

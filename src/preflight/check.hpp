@@ -46,6 +46,12 @@ struct Finding {
     std::string text() const;
 };
 
+// A finding about the host as a whole (no PCI address).
+inline Finding host_finding(Severity severity, std::string code, std::string what, std::string why = {},
+                            std::string fix = {}) {
+    return Finding{severity, std::move(code), std::move(what), std::move(why), std::move(fix), std::nullopt};
+}
+
 struct CheckOptions {
     std::string vm;         // the VM's name for reservations; empty: profile.name
     pid_t self_pid = 0;     // our own pid: our own locks are not a conflict; 0: getpid()

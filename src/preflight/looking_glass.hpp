@@ -18,9 +18,6 @@
 
 namespace kvmgpu::preflight {
 
-// The path QEMU maps: the profile's, or /dev/shm/looking-glass (shm) / /dev/kvmfr0 (kvmfr).
-std::filesystem::path looking_glass_path(const profile::LookingGlass& lg);
-
 // The findings for a profile with Looking Glass enabled (none otherwise). `owner` is the user
 // the shm file is for (`owner_name` as found on the system; nullopt: no such user). Device nodes
 // and /sys are read under `root`.

@@ -12,6 +12,20 @@ std::uint64_t LookingGlass::shared_memory_bytes() const {
     return std::bit_ceil(frames + 10 * MiB);
 }
 
+std::filesystem::path LookingGlass::shared_memory_path() const {
+    if (!path.empty()) return path;
+    return backend == LookingGlassBackend::kvmfr ? "/dev/kvmfr0" : "/dev/shm/looking-glass";
+}
+
+std::uint64_t Machine::hugepage_bytes() const {
+    switch (hugepages) {
+        case Hugepages::none: return 0;
+        case Hugepages::size_2m: return std::uint64_t{2} << 20;
+        case Hugepages::size_1g: return std::uint64_t{1} << 30;
+    }
+    return 0;
+}
+
 std::optional<util::PciId> PciDevice::expected_id() const {
     return id ? util::PciId::parse(*id) : std::nullopt;
 }

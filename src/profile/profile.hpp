@@ -34,6 +34,9 @@ struct Machine {
     // keeps them for the next start.
     bool keep_hugepages = false;
     Rtc rtc = Rtc::utc;  // Windows guests expect localtime
+
+    // Derived: the size of one hugepage in bytes (2 MiB or 1 GiB); 0 without hugepages.
+    std::uint64_t hugepage_bytes() const;
 };
 
 struct Cpu {
@@ -127,6 +130,8 @@ struct LookingGlass {
     // size (2 frames of WIDTHxHEIGHT at 4 bytes a pixel, 8 with HDR) + 10 MiB, rounded up to a
     // power of two, the rule of the Looking Glass documentation.
     std::uint64_t shared_memory_bytes() const;
+    // Derived: the file QEMU maps: `path`, or /dev/shm/looking-glass (shm) / /dev/kvmfr0 (kvmfr).
+    std::filesystem::path shared_memory_path() const;
 };
 
 struct Audio {

@@ -314,9 +314,7 @@ private:
     void looking_glass() {
         const auto& lg = p_.looking_glass;
         if (!lg.enabled) return;
-        std::filesystem::path path = lg.path;
-        if (path.empty())
-            path = lg.backend == LookingGlassBackend::kvmfr ? "/dev/kvmfr0" : "/dev/shm/looking-glass";
+        const auto path = lg.shared_memory_path();
         add("-object", "memory-backend-file")
             .set("id", "kvmgpu-lg")
             .set("mem-path", path.string())
