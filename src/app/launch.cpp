@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "app/irq_steering.hpp"
 #include "app/launch_steps.hpp"
 #include "app/vm_dir.hpp"
 #include "host/lock.hpp"
@@ -47,6 +48,8 @@ SuperviseOptions supervise_options(const LaunchRun& run) {
     sup.connect_timeout = run.options.connect_timeout;
     sup.pin = run.profile.cpu.pin;
     sup.emulator_pin = run.profile.cpu.emulator_pin;
+    sup.iothread_pin = run.profile.cpu.iothread_pin;
+    if (run.profile.cpu.realtime) sup.realtime_priority = static_cast<int>(run.profile.cpu.realtime_priority);
     sup.devices = run.state.devices;
     return sup;
 }
@@ -56,7 +59,13 @@ SuperviseOptions supervise_options(const LaunchRun& run) {
 int supervise_to_the_end(LaunchRun& run) {
     try {
         int exit_code = 1;  // the outcome's, once everything was given back
-        supervise(run.dir, run.qemu, run.state, supervise_options(run), run.report, [&](const ExitVerdict& v) {
+        auto options = supervise_options(run);
+        std::optional<IrqSteering> irqs;
+        if (run.profile.cpu.irq_affinity != profile::IrqAffinity::leave && !run.devices.empty()) {
+            irqs.emplace(run.ctx.host_root, host_state_dir(run.ctx), run.profile.name, run.devices, run.profile.cpu, run.writer);
+            options.steer_irqs = [&irqs] { return irqs->steer(); };
+        }
+        supervise(run.dir, run.qemu, run.state, options, run.report, [&](const ExitVerdict& v) {
             const auto stopped = give_everything_back(run, v);
             exit_code = stopped.exit_code;
             return stopped;

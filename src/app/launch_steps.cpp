@@ -208,6 +208,9 @@ void network_step(LaunchRun& run) {
 // 10. QEMU, paused (-S); the supervisor takes it from here.
 void spawn_step(LaunchRun& run) {
     const auto argv = qemu::build_argv(run.profile, run.facts);
+    // What the isolate step and the supervisor's IRQ steering journal is undone after QEMU has
+    // ended (an empty cgroup can be removed): the journal's undo is registered before QEMU's.
+    if (run.profile.cpu.isolate || run.profile.cpu.irq_affinity != profile::IrqAffinity::leave) register_journal_undo(run);
     // QEMU ends before any undo gives its devices back (ChildProcess's kill policy: SIGKILL and
     // reap; a no-op once it has exited).
     run.revert.add([&run] { run.qemu = util::ChildProcess(); });
@@ -251,6 +254,7 @@ constexpr std::array kSteps{
     LaunchStep{"looking-glass", looking_glass_step},
     LaunchStep{"access", access_step},     LaunchStep{"tpm", tpm_step},
     LaunchStep{"network", network_step},   LaunchStep{"spawn", spawn_step},
+    LaunchStep{"isolate", isolate_step},
 };
 
 }  // namespace

@@ -92,7 +92,7 @@ struct LaunchStep {
 };
 
 // The steps before supervision, in order: check, runtime-dir, reserve, prepare, hugepages, release, bind, prestart,
-// firmware, looking-glass, access, tpm, network, spawn. The supervisor then connects QMP, configures (pins), and resumes.
+// firmware, looking-glass, access, tpm, network, spawn, isolate. The supervisor then connects QMP, configures (pins), and resumes.
 std::span<const LaunchStep> launch_steps();
 
 // Registers, once, the undo of everything the VM's journal holds: the journal is replayed, last
@@ -118,6 +118,16 @@ void hugepages_step(LaunchRun& run);
 // removes it. A file that exists already is the user's and is left as it is. In
 // looking_glass_step.cpp.
 void looking_glass_step(LaunchRun& run);
+
+// [cpu] isolate, once QEMU runs (paused): QEMU is moved to a cgroup of its own (without
+// systemd: /sys/fs/cgroup/kvmgpu-NAME, journaled as cgroup-created; with systemd: the transient
+// scope machine.slice/kvmgpu-NAME.scope, which ends with QEMU), then each cgroup of the host's
+// own tasks (host::scan_cgroups) is confined to the CPUs it may use now without the VM's
+// pinned ones: without systemd its cpuset.cpus written (sysfs-value-changed), with systemd
+// `systemctl set-property --runtime UNIT AllowedCPUs=` (unit-cpus-set). Each change is
+// journaled first, so the end of the VM or `kvmgpu restore` gives the CPUs back. In
+// isolate_step.cpp.
+void isolate_step(LaunchRun& run);
 
 // Gives the unprivileged QEMU user (run.qemu_user) what this VM needs: its /dev/vfio nodes, its
 // disks and images, its OVMF variables and TPM state, its evdev, USB and Looking Glass nodes,

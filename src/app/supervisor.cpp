@@ -34,7 +34,7 @@ public:
         : dir_(dir), qemu_(qemu), state_(std::move(state)), options_(options), report_(report),
           qmp_(io_.get_executor()), exit_watch_(io_), signals_(io_, SIGINT, SIGTERM, SIGHUP),
           control_(io_, [this](std::shared_ptr<ControlSession> s, ParsedRequest r) { return handle(std::move(s), std::move(r)); }),
-          stop_timer_(io_), poll_timer_(io_), finish_timer_(io_) {}
+          stop_timer_(io_), poll_timer_(io_), finish_timer_(io_), irq_timer_(io_) {}
 
     ExitVerdict run(const OnEnd& on_end) {
         on_end_ = &on_end;
@@ -74,7 +74,7 @@ private:
             step("qmp", "connecting to QMP",
                  "QEMU " + std::to_string(greeting.major) + "." + std::to_string(greeting.minor) + "." +
                      std::to_string(greeting.micro));
-            if (!options_.pin.empty() || !options_.emulator_pin.empty()) co_await pin();
+            if (!options_.pin.empty() || !options_.emulator_pin.empty() || !options_.iothread_pin.empty()) co_await pin();
             open_control_socket();
             if (stopping_) co_return;  // a stop arrived while starting: nothing to resume
             co_await qmp_.execute("cont");
@@ -82,6 +82,7 @@ private:
             // The run state follows RESUME, which QEMU sends before this reply; setting it here
             // could overwrite a STOP that arrived in the same read.
             report_(RunningEvent{state_.name, state_.qemu_pid, state_.supervisor_pid, dir_.control_socket().string()});
+            if (options_.steer_irqs) asio::co_spawn(io_, steer_irqs(), asio::detached);
         } catch (const std::exception& e) {
             if (ended_) co_return;
             start_error_ = e.what();
@@ -93,28 +94,73 @@ private:
 
     awaitable<void> pin() {
         const auto cpus = co_await qmp_.execute("query-cpus-fast");
-        std::set<pid_t> vcpu_threads;
+        std::set<pid_t> pinned;
+        std::string detail;
         for (const auto& cpu : cpus) {
             const auto index = cpu.at("cpu-index").get<std::size_t>();
             const auto tid = cpu.at("thread-id").get<pid_t>();
-            vcpu_threads.insert(tid);
-            if (index < options_.pin.size()) set_affinity(tid, {options_.pin[index]}, "vCPU " + std::to_string(index));
+            pinned.insert(tid);
+            if (index >= options_.pin.size()) continue;
+            const std::string what = "vCPU " + std::to_string(index);
+            set_affinity(tid, {options_.pin[index]}, what);
+            if (options_.realtime_priority) make_realtime(tid, options_.realtime_priority, what);
+            detail += (detail.empty() ? "" : " ") + std::to_string(index) + "→" + std::to_string(options_.pin[index]);
+        }
+        // The iothreads go where iothread_pin says, else with QEMU's other threads.
+        std::size_t iothread_count = 0;
+        if (!options_.iothread_pin.empty()) {
+            const auto iothreads = co_await qmp_.execute("query-iothreads");
+            for (const auto& io : iothreads) {
+                const auto tid = io.at("thread-id").get<pid_t>();
+                pinned.insert(tid);
+                set_affinity(tid, options_.iothread_pin, "iothread " + io.value("id", ""), true);
+                ++iothread_count;
+            }
         }
         if (!options_.emulator_pin.empty()) {
-            // Every other thread of QEMU: the main loop, I/O threads, workers.
+            // Every other thread of QEMU: the main loop, workers (and the iothreads, unless pinned above).
             const auto tasks = std::filesystem::path("/proc") / std::to_string(state_.qemu_pid) / "task";
             std::error_code ec;
             for (const auto& entry : std::filesystem::directory_iterator(tasks, ec)) {
                 const pid_t tid = static_cast<pid_t>(std::strtol(entry.path().filename().c_str(), nullptr, 10));
                 // A worker thread may end between the listing and the call: nothing to pin.
-                if (tid > 0 && !vcpu_threads.count(tid))
+                if (tid > 0 && !pinned.count(tid))
                     set_affinity(tid, options_.emulator_pin, "QEMU thread " + std::to_string(tid), true);
             }
         }
-        std::string detail;
-        for (std::size_t i = 0; i < options_.pin.size(); ++i)
-            detail += (i ? " " : "") + std::to_string(i) + "→" + std::to_string(options_.pin[i]);
+        if (options_.realtime_priority) detail += "; vCPUs SCHED_FIFO " + std::to_string(options_.realtime_priority);
+        if (iothread_count) detail += "; " + std::to_string(iothread_count) + " iothread(s) → " + cpu_text(options_.iothread_pin);
         step("pin", "pinning vCPUs to host CPUs", detail);
+    }
+
+    static std::string cpu_text(const std::vector<unsigned>& cpus) {
+        std::string text;
+        for (unsigned c : cpus) text += (text.empty() ? "" : ",") + std::to_string(c);
+        return text;
+    }
+
+    static void make_realtime(pid_t tid, int priority, const std::string& what) {
+        sched_param param{};
+        param.sched_priority = priority;
+        if (::sched_setscheduler(tid, SCHED_FIFO, &param) != 0)
+            throw std::system_error(errno, std::generic_category(),
+                                    "cannot give " + what + " real-time priority " + std::to_string(priority) +
+                                        " (SCHED_FIFO needs root or CAP_SYS_NICE)");
+    }
+
+    // ---- IRQ steering ----
+    awaitable<void> steer_irqs() {
+        while (!ended_) {
+            try {
+                if (auto changed = options_.steer_irqs(); !changed.empty())
+                    step("irq", "steering the devices' interrupts", changed);
+            } catch (const std::exception& e) {
+                report_(StepEvent{"irq", "steering the devices' interrupts", false, "", e.what()});
+            }
+            irq_timer_.expires_after(options_.steer_interval);
+            boost::system::error_code ec;
+            co_await irq_timer_.async_wait(asio::redirect_error(use_awaitable, ec));
+        }
     }
 
     static void set_affinity(pid_t tid, const std::vector<unsigned>& cpus, const std::string& what,
@@ -306,6 +352,7 @@ private:
         if (ended_) return;
         ended_ = true;
         finish_timer_.cancel();
+        irq_timer_.cancel();
         ExitObservation seen;
         seen.start_error = start_error_;
         seen.ran = running_;
@@ -350,6 +397,7 @@ private:
     asio::steady_timer stop_timer_;
     asio::steady_timer poll_timer_;
     asio::steady_timer finish_timer_;
+    asio::steady_timer irq_timer_;  // the next look at the devices' interrupts
     std::vector<std::pair<std::shared_ptr<ControlSession>, json>> stop_waiters_;
 
     RunStateCache run_state_;

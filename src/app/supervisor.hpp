@@ -23,6 +23,13 @@ struct SuperviseOptions {
     std::chrono::seconds connect_timeout{30};
     std::vector<unsigned> pin;           // host CPU per vCPU
     std::vector<unsigned> emulator_pin;  // host CPUs for QEMU's other threads
+    std::vector<unsigned> iothread_pin;  // host CPUs for QEMU's iothreads (query-iothreads)
+    int realtime_priority = 0;           // 1..99: the vCPU threads run SCHED_FIFO at it; 0: they do not
+    // Called once the VM runs, then every `steer_interval` until it ends ([cpu] irq_affinity,
+    // app/irq_steering.hpp): it returns what it changed ("" for nothing), or throws what failed.
+    // Each is reported as an "irq" step; a failure does not end the VM.
+    std::function<std::string()> steer_irqs;
+    std::chrono::milliseconds steer_interval{1000};
     std::vector<std::string> devices;    // for status
 };
 

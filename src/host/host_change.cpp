@@ -95,6 +95,8 @@ std::string subject(const HostChange& change) {
                           [](const DriverUnbound& c) { return c.device; },
                           [](const FileCreated& c) { return c.path.string(); },
                           [](const HugepagesAdded& c) { return c.path.string(); },
+                          [](const UnitCpusSet& c) { return c.unit; },
+                          [](const CgroupCreated& c) { return c.path.string(); },
                           [](const UnknownChange& c) { return c.kind; },
                       },
                       change);
@@ -115,6 +117,8 @@ std::string describe(const HostChange& change) {
                           [&](const HugepagesAdded& c) {
                               return std::to_string(c.pages) + " pages added to the hugepage pool " + what;
                           },
+                          [&](const UnitCpusSet&) { return "the CPUs allowed to the unit " + what; },
+                          [&](const CgroupCreated&) { return "the cgroup " + what; },
                           [&](const UnknownChange&) { return "a change of kind " + what; },
                       },
                       change);
@@ -252,6 +256,29 @@ std::string undo(const HugepagesAdded& change, const UndoContext& context) {
                         " failed: " + errno_text(error));
     return "The hugepage pool " + shown + " went from " + std::to_string(pages) + " to " + std::to_string(target) +
            " pages (" + std::to_string(change.pages) + " given back).";
+}
+
+std::string undo(const UnitCpusSet& change, const UndoContext& context) {
+    if (auto bad = bad_name("unit", change.unit)) throw UndoError(*bad);
+    if (!parse_cpu_list(change.old_cpus)) throw UndoError(util::quoted(change.old_cpus) + " is not a CPU list");
+    const std::string command = run_undo(context,
+                                         {"systemctl", "set-property", "--runtime", change.unit,
+                                          "AllowedCPUs=" + change.old_cpus},
+                                         "give " + util::quoted(change.unit) + " its CPUs back");
+    return "The unit " + util::quoted(change.unit) + " may use " +
+           (change.old_cpus.empty() ? std::string("every CPU") : "CPUs " + change.old_cpus) + " again (" + command + ").";
+}
+
+std::string undo(const CgroupCreated& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    const fs::path dir = under(context.root, change.path);
+    const std::string shown = util::quoted(dir.string());
+    if (::rmdir(dir.c_str()) == 0) return "The cgroup " + shown + " was removed.";
+    if (errno == ENOENT) return "The cgroup " + shown + " is gone already.";
+    if (errno == EBUSY || errno == ENOTEMPTY)
+        throw UndoError("the cgroup " + shown + " still holds processes (" + (dir / "cgroup.procs").string() +
+                        " lists them); end them, then run restore again");
+    throw UndoError("removing the cgroup " + shown + " failed: " + errno_text(errno));
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -424,6 +451,20 @@ void from_json(const nlohmann::json& j, HugepagesAdded& c) {
         bad_field(HugepagesAdded::kind, "pages", pages.dump() + " is not a number of pages");
     c.pages = pages.get<std::uint64_t>();
 }
+
+void to_json(nlohmann::json& j, const UnitCpusSet& c) {
+    j = with_kind<UnitCpusSet>({{"unit", c.unit}, {"old_cpus", c.old_cpus}});
+}
+
+void from_json(const nlohmann::json& j, UnitCpusSet& c) {
+    c.unit = name_field(j, UnitCpusSet::kind, "unit", "unit");
+    c.old_cpus = j.at("old_cpus").get<std::string>();
+    if (!parse_cpu_list(c.old_cpus)) bad_field(UnitCpusSet::kind, "old_cpus", util::quoted(c.old_cpus) + " is not a CPU list");
+}
+
+void to_json(nlohmann::json& j, const CgroupCreated& c) { j = with_kind<CgroupCreated>({{"path", c.path.string()}}); }
+
+void from_json(const nlohmann::json& j, CgroupCreated& c) { c.path = path_field(j, CgroupCreated::kind); }
 
 void to_json(nlohmann::json& j, const UnknownChange& c) { j = c.entry; }
 

@@ -19,6 +19,10 @@
 //   hugepages-added      pages kvmgpu added to a hugepage pool: the pool's nr_hugepages lowered
 //                        by that many (not set back to its old value, which would take away
 //                        the pages another VM added since).
+//   unit-cpus-set        a systemd unit's AllowedCPUs set for the run ([cpu] isolate):
+//                        `systemctl set-property --runtime UNIT AllowedCPUs=OLD`;
+//   cgroup-created       a cgroup kvmgpu made for QEMU ([cpu] isolate without systemd):
+//                        removed once empty.
 // A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
 // UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
 //
@@ -117,6 +121,22 @@ struct HugepagesAdded {
     bool operator==(const HugepagesAdded&) const = default;
 };
 
+// A systemd unit whose AllowedCPUs kvmgpu set at runtime ("system.slice"). `old_cpus` is the
+// CPU list it had ("" for unset: every CPU), as its cgroup's cpuset.cpus showed it.
+struct UnitCpusSet {
+    static constexpr std::string_view kind = "unit-cpus-set";
+    std::string unit;
+    std::string old_cpus;
+    bool operator==(const UnitCpusSet&) const = default;
+};
+
+// A cgroup directory kvmgpu created ("/sys/fs/cgroup/kvmgpu-win11"), as on the host.
+struct CgroupCreated {
+    static constexpr std::string_view kind = "cgroup-created";
+    std::filesystem::path path;
+    bool operator==(const CgroupCreated&) const = default;
+};
+
 // An entry whose "kind" this kvmgpu does not know, kept exactly as it was read.
 struct UnknownChange {
     std::string kind;  // like the static `kind` of the kinds above, so `change.kind` reads alike
@@ -125,7 +145,8 @@ struct UnknownChange {
 };
 
 using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
-                                ModuleUnloaded, DriverUnbound, FileCreated, HugepagesAdded, UnknownChange>;
+                                ModuleUnloaded, DriverUnbound, FileCreated, HugepagesAdded, UnitCpusSet,
+                                CgroupCreated, UnknownChange>;
 
 // The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
 // "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
@@ -201,6 +222,10 @@ std::string undo(const FileCreated& change, const UndoContext& context);
 // to the kernel once freed. A pool that is gone is nothing to undo. Unlike the other undos it
 // is not idempotent: the journal drops the entry as soon as it succeeds.
 std::string undo(const HugepagesAdded& change, const UndoContext& context);
+// `systemctl set-property --runtime UNIT AllowedCPUs=OLD_CPUS`, through the CommandRunner.
+std::string undo(const UnitCpusSet& change, const UndoContext& context);
+// rmdir, when the directory is still there; a cgroup with processes left in it fails the undo.
+std::string undo(const CgroupCreated& change, const UndoContext& context);
 
 // The JSON of one entry: its fields and "kind". A DeviceToVfio reads with or without "kind"
 // (journals from before host changes have none). from_json(HostChange) dispatches on "kind";
@@ -221,6 +246,10 @@ void to_json(nlohmann::json& j, const FileCreated& change);
 void from_json(const nlohmann::json& j, FileCreated& change);
 void to_json(nlohmann::json& j, const HugepagesAdded& change);
 void from_json(const nlohmann::json& j, HugepagesAdded& change);
+void to_json(nlohmann::json& j, const UnitCpusSet& change);
+void from_json(const nlohmann::json& j, UnitCpusSet& change);
+void to_json(nlohmann::json& j, const CgroupCreated& change);
+void from_json(const nlohmann::json& j, CgroupCreated& change);
 void to_json(nlohmann::json& j, const UnknownChange& change);
 void to_json(nlohmann::json& j, const HostChange& change);
 void from_json(const nlohmann::json& j, HostChange& change);

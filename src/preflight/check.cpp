@@ -14,6 +14,7 @@
 #include "host/sysfs.hpp"
 #include "preflight/audio.hpp"
 #include "preflight/looking_glass.hpp"
+#include "preflight/isolation.hpp"
 #include "preflight/memlock.hpp"
 #include "preflight/reset_quirks.hpp"
 #include "util/text.hpp"
@@ -133,6 +134,7 @@ public:
         for (auto& f : looking_glass_findings(p_.looking_glass, host_.root, o_.looking_glass_owner, o_.looking_glass_user))
             r_.findings.push_back(std::move(f));
         for (auto& f : audio_findings(p_, host_.root, o_)) r_.findings.push_back(std::move(f));
+        for (auto& f : isolation_findings(p_, host_.root, host_.online_cpus)) r_.findings.push_back(std::move(f));
         if (o_.memlock_raisable)
             for (auto& f : memlock_findings(p_, *o_.memlock_raisable, o_.memlock_hard)) r_.findings.push_back(std::move(f));
         return std::move(r_);

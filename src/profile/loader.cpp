@@ -19,6 +19,8 @@ constexpr Words<Accel, 2> accel_words{{{"kvm", Accel::kvm}, {"tcg", Accel::tcg}}
 constexpr Words<Hugepages, 3> hugepage_words{
     {{"none", Hugepages::none}, {"2M", Hugepages::size_2m}, {"1G", Hugepages::size_1g}}};
 constexpr Words<Rtc, 2> rtc_words{{{"utc", Rtc::utc}, {"localtime", Rtc::localtime}}};
+constexpr Words<IrqAffinity, 3> irq_affinity_words{
+    {{"leave", IrqAffinity::leave}, {"vm", IrqAffinity::vm}, {"host", IrqAffinity::host}}};
 constexpr Words<FirmwareType, 2> firmware_words{
     {{"ovmf", FirmwareType::ovmf}, {"seabios", FirmwareType::seabios}}};
 constexpr Words<DiskFormat, 2> format_words{{{"raw", DiskFormat::raw}, {"qcow2", DiskFormat::qcow2}}};
@@ -63,7 +65,12 @@ void read_cpu(TomlReader& r, const toml::table& t, const std::string& path, Cpu&
                  {"hv_vendor_id", r.string(c.hv_vendor_id)},
                  {"hyperv", r.boolean(c.hyperv)},
                  {"pin", r.integers(c.pin, 4095)},
-                 {"emulator_pin", r.integers(c.emulator_pin, 4095)}});
+                 {"emulator_pin", r.integers(c.emulator_pin, 4095)},
+                 {"iothread_pin", r.integers(c.iothread_pin, 4095)},
+                 {"isolate", r.boolean(c.isolate)},
+                 {"irq_affinity", r.word(c.irq_affinity, irq_affinity_words)},
+                 {"realtime", r.boolean(c.realtime)},
+                 {"realtime_priority", r.integer(c.realtime_priority, 1, 99)}});
 }
 
 void read_firmware(TomlReader& r, const toml::table& t, const std::string& path, Firmware& f) {

@@ -24,6 +24,8 @@ enum class DisplayType { none, vnc, spice };
 enum class LookingGlassBackend { shm, kvmfr };
 enum class AudioBackend { none, pipewire, pulseaudio };
 enum class Rtc { utc, localtime };
+// Where the passed devices' interrupts go while the VM runs; leave: where the host put them.
+enum class IrqAffinity { leave, vm, host };
 
 struct Machine {
     std::string type = "q35";
@@ -49,6 +51,12 @@ struct Cpu {
     bool hyperv = false;                      // Hyper-V enlightenments
     std::vector<unsigned> pin;                // host CPU per vCPU
     std::vector<unsigned> emulator_pin;       // host CPUs for QEMU's other threads
+    std::vector<unsigned> iothread_pin;       // host CPUs for the disks' iothreads
+    // While the VM runs, the host's own tasks are kept off the CPUs in `pin` (cgroup cpusets).
+    bool isolate = false;
+    IrqAffinity irq_affinity = IrqAffinity::leave;
+    bool realtime = false;           // vCPU threads SCHED_FIFO
+    unsigned realtime_priority = 1;  // 1..99
 
     unsigned vcpus() const { return sockets * cores * threads; }
 };

@@ -136,6 +136,32 @@ void check_machine(const Profile& p, Checker& c) {
                                       util::format_size((m.memory / page + 1) * page));
 }
 
+// iothread_pin, isolate, irq_affinity and realtime: each is about the pinned vCPUs.
+void check_cpu_tuning(const Profile& p, Checker& c) {
+    const auto& cpu = p.cpu;
+    std::set<unsigned> io;
+    for (unsigned host_cpu : cpu.iothread_pin)
+        if (!io.insert(host_cpu).second)
+            c.error("cpu.iothread_pin", "[cpu] iothread_pin lists host CPU " + std::to_string(host_cpu) + " twice");
+    if (c.written("cpu.iothread_pin") && cpu.iothread_pin.empty())
+        c.error("cpu.iothread_pin", "[cpu] iothread_pin is empty; list host CPUs or remove the key");
+    const auto needs_pin = [&](const char* key, const std::string& what) {
+        if (cpu.pin.empty())
+            c.error(std::string("cpu.") + key, "[cpu] " + what +
+                                                   " needs the vCPUs pinned: add pin = [...] (one host CPU per vCPU)");
+    };
+    if (cpu.isolate) needs_pin("isolate", "isolate = true");
+    if (cpu.irq_affinity != IrqAffinity::leave)
+        needs_pin("irq_affinity", std::string("irq_affinity = \"") +
+                                      (cpu.irq_affinity == IrqAffinity::vm ? "vm" : "host") + "\"");
+    if (cpu.realtime) needs_pin("realtime", "realtime = true");
+    if (c.written("cpu.realtime_priority") && !cpu.realtime)
+        c.warning("cpu.realtime_priority", "[cpu] realtime_priority has no effect without realtime = true");
+    if (cpu.realtime && !cpu.isolate && !cpu.pin.empty())
+        c.warning("cpu.realtime", "[cpu] realtime vCPUs on CPUs the host also uses can starve the host's tasks "
+                                  "there; add isolate = true");
+}
+
 void check_cpu(const Profile& p, Checker& c) {
     const auto& cpu = p.cpu;
     if (!is_word(cpu.model, 64, false))
@@ -172,6 +198,7 @@ void check_cpu(const Profile& p, Checker& c) {
     }
     if (c.written("cpu.emulator_pin") && cpu.emulator_pin.empty())
         c.error("cpu.emulator_pin", "[cpu] emulator_pin is empty; list host CPUs or remove the key");
+    check_cpu_tuning(p, c);
     if (cpu.hv_vendor_id) {
         const auto& id = *cpu.hv_vendor_id;
         if (id.empty() || id.size() > 12)

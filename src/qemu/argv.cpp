@@ -238,7 +238,13 @@ private:
             const bool cd = d.media == DiskMedia::cdrom;
             Option dev{"-device", "", {}};
             switch (d.bus) {
-                case DiskBus::virtio: dev.head = "virtio-blk-pci"; break;
+                case DiskBus::virtio:
+                    // Each virtio disk does its I/O in an iothread of its own, off QEMU's main
+                    // loop ([cpu] iothread_pin pins them).
+                    add("-object", "iothread").set("id", node + "-io");
+                    dev.head = "virtio-blk-pci";
+                    dev.set("iothread", node + "-io");
+                    break;
                 case DiskBus::nvme:
                     dev.head = "nvme";
                     dev.set("serial", "kvmgpu" + std::to_string(i));
@@ -249,7 +255,8 @@ private:
                     break;
                 case DiskBus::scsi:
                     if (!scsi_controller) {
-                        add("-device", "virtio-scsi-pci").set("id", "kvmgpu-scsi");
+                        add("-object", "iothread").set("id", "kvmgpu-scsi-io");
+                        add("-device", "virtio-scsi-pci").set("id", "kvmgpu-scsi").set("iothread", "kvmgpu-scsi-io");
                         scsi_controller = true;
                     }
                     dev.head = cd ? "scsi-cd" : "scsi-hd";
