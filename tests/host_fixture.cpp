@@ -1,8 +1,10 @@
 #include "host_fixture.hpp"
 
 #include <stdlib.h>
+#include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +12,7 @@
 #include <stdexcept>
 
 #include "host/host_model.hpp"
+#include "host/sysfs.hpp"
 
 namespace kvmgpu::test {
 
@@ -127,6 +130,29 @@ void HostFixture::set_hugepages(std::uint64_t page_kb, std::uint64_t total, std:
     const fs::path dir = root_ / "sys/kernel/mm/hugepages" / ("hugepages-" + std::to_string(page_kb) + "kB");
     put(dir / "nr_hugepages", std::to_string(total) + "\n");
     put(dir / "free_hugepages", std::to_string(free) + "\n");
+}
+
+void HostFixture::add_cgroups(const std::vector<std::string>& names) {
+    const fs::path top = "sys/fs/cgroup";
+    write(top / "cgroup.controllers", "cpuset cpu io memory pids\n");
+    write(top / "cgroup.subtree_control", "cpuset cpu memory\n");
+    write(top / "cgroup.procs", "1\n");
+    const std::string online = get(root_ / "sys/devices/system/cpu/online");
+    for (const auto& name : names) {
+        write(top / name / "cpuset.cpus", "\n");
+        write(top / name / "cpuset.cpus.effective", online);
+        write(top / name / "cgroup.procs", "");
+    }
+}
+
+void HostFixture::add_irq(unsigned irq, const std::string& cpus, const std::string& handler, const std::string& address,
+                          bool msi) {
+    const fs::path dir = fs::path("proc/irq") / std::to_string(irq);
+    write(dir / "smp_affinity_list", cpus + "\n");
+    fs::create_directories(root_ / dir / handler);
+    const fs::path device = device_dir(address).lexically_relative(root_);
+    if (msi) write(device / "msi_irqs" / std::to_string(irq), "msix\n");
+    else write(device / "irq", std::to_string(irq) + "\n");
 }
 
 void HostFixture::set_cpus(const std::string& online, const std::map<unsigned, std::string>& siblings) {
@@ -299,6 +325,80 @@ bool SimulatedKernel::matches(const std::string& address, const std::string& dri
     return fx_.spec(address).native_driver == driver;
 }
 
+namespace {
+
+// Whether `text` is a CPU list of CPUs the fixture has online (empty allowed).
+bool online_cpu_list(const fs::path& root, const std::string& text) {
+    const auto cpus = host::parse_cpu_list(text);
+    const auto online = host::parse_cpu_list(host::read_attr(root / "sys/devices/system/cpu/online").value_or(""));
+    if (!cpus || !online) return false;
+    return std::all_of(cpus->begin(), cpus->end(),
+                       [&](unsigned c) { return std::binary_search(online->begin(), online->end(), c); });
+}
+
+}  // namespace
+
+int SimulatedKernel::write_cgroup(const fs::path& rel, const std::string& value) {
+    const fs::path file = fx_.root() / rel;
+    if (!fs::is_directory(file.parent_path())) return ENOENT;
+    const std::string name = rel.filename().string();
+    if (name == "cgroup.procs") {
+        if (!host::parse_dec(value)) return EINVAL;
+        fx_.write(rel, get(file) + value + "\n");
+        return 0;
+    }
+    if (name != "cpuset.cpus") return EACCES;
+    if (!online_cpu_list(fx_.root(), value)) return EINVAL;
+    // Linux 6.1 refuses to empty the CPUs of a cgroup that has tasks.
+    if (value.empty() && !trim_newline(get(file)).empty()) {
+        std::istringstream procs(get(file.parent_path() / "cgroup.procs"));
+        for (pid_t pid; procs >> pid;)
+            if (::kill(pid, 0) == 0) return ENOSPC;
+    }
+    fx_.write(rel, value + "\n");
+    const std::string effective = value.empty() ? get(fx_.root() / "sys/devices/system/cpu/online") : value + "\n";
+    fx_.write(rel.parent_path() / "cpuset.cpus.effective", effective);
+    return 0;
+}
+
+namespace {
+bool is_cgroup(const fs::path& rel) {
+    auto it = rel.begin();
+    return it != rel.end() && *it == "sys" && ++it != rel.end() && *it == "fs" && ++it != rel.end() && *it == "cgroup";
+}
+}  // namespace
+
+int SimulatedKernel::make_dir(const fs::path& dir) {
+    const fs::path rel = dir.lexically_relative(fx_.root());
+    log.push_back("mkdir " + rel.string());
+    if (!is_cgroup(rel)) return SysfsWriter::make_dir(dir);
+    if (fs::exists(dir)) return EEXIST;
+    if (!fs::is_directory(dir.parent_path())) return ENOENT;
+    fx_.write(rel / "cgroup.procs", "");
+    fx_.write(rel / "cpuset.cpus", "\n");
+    fx_.write(rel / "cpuset.cpus.effective", get(fx_.root() / "sys/devices/system/cpu/online"));
+    return 0;
+}
+
+int SimulatedKernel::remove_dir(const fs::path& dir) {
+    const fs::path rel = dir.lexically_relative(fx_.root());
+    log.push_back("rmdir " + rel.string());
+    if (!is_cgroup(rel)) return SysfsWriter::remove_dir(dir);
+    if (!fs::exists(dir)) return ENOENT;
+    std::istringstream procs(get(dir / "cgroup.procs"));
+    for (pid_t pid; procs >> pid;)
+        if (::kill(pid, 0) == 0) return EBUSY;
+    fs::remove_all(dir);
+    return 0;
+}
+
+int SimulatedKernel::write_irq_affinity(const fs::path& rel, const std::string& value) {
+    if (!fs::exists(fx_.root() / rel)) return ENOENT;
+    if (value.empty() || !online_cpu_list(fx_.root(), value)) return EINVAL;
+    fx_.write(rel, value + "\n");
+    return 0;
+}
+
 int SimulatedKernel::probe(const std::string& address, const std::string& driver) {
     if (!fs::is_directory(fx_.root() / "sys/bus/pci/drivers" / driver)) return ENODEV;
     if (refuse_probe.count(driver)) return EINVAL;
@@ -345,6 +445,9 @@ int SimulatedKernel::apply(const fs::path& rel, std::string_view data) {
         return fs::exists(fx_.root() / "sys/bus/pci/devices" / a);
     };
     if (parts.back() == "nr_hugepages" && parts[0] == "sys") return resize_hugepage_pool(rel, value);
+    if (parts.size() >= 4 && parts[0] == "sys" && parts[1] == "fs" && parts[2] == "cgroup") return write_cgroup(rel, value);
+    if (parts.size() == 4 && parts[0] == "proc" && parts[1] == "irq" && parts[3] == "smp_affinity_list")
+        return write_irq_affinity(rel, value);
     if (parts.size() == 5 && parts[0] == "sys" && parts[1] == "class" && parts[2] == "vtconsole" && parts[4] == "bind") {
         if (!fs::exists(fx_.root() / rel)) return ENOENT;
         if (value != "0" && value != "1") return EINVAL;

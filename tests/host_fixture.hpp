@@ -85,6 +85,13 @@ public:
                     const std::vector<std::string>& pci_drivers = {});
     // A device's class nodes: ADDR/drm/card0, ADDR/graphics/fb0, … and the /dev node for each.
     void add_device_node(const std::string& address, const std::string& class_node, const std::string& dev_node);
+    // A cgroup2 hierarchy at sys/fs/cgroup with the cpuset controller enabled, and a top-level
+    // cgroup for each name (cpuset.cpus empty, cpuset.cpus.effective every online CPU).
+    void add_cgroups(const std::vector<std::string>& names);
+    // proc/irq/IRQ with smp_affinity_list `cpus` and a handler directory `handler`
+    // ("vfio-intx(0000:01:00.1)"); `address`'s INTx line (its `irq`) or, with msi, an entry of
+    // its msi_irqs.
+    void add_irq(unsigned irq, const std::string& cpus, const std::string& handler, const std::string& address, bool msi);
     void write(const std::filesystem::path& rel, const std::string& content);
     void remove(const std::filesystem::path& rel);
 
@@ -134,6 +141,10 @@ class SimulatedKernel final : public host::SysfsWriter {
 public:
     explicit SimulatedKernel(HostFixture& fixture) : fx_(fixture) {}
     int write(const std::filesystem::path& file, std::string_view data) override;
+    // A cgroup under sys/fs/cgroup gets cgroup.procs and cpuset files, and is refused removal
+    // (EBUSY) while cgroup.procs names a live process; other directories as the file system does.
+    int make_dir(const std::filesystem::path& dir) override;
+    int remove_dir(const std::filesystem::path& dir) override;
 
     // Writes number n .. n+count-1 (1-based, counting from this kernel's first write) fail.
     void fail_write(int n, int error = EIO, int count = 1) {
@@ -151,6 +162,11 @@ public:
 private:
     int apply(const std::filesystem::path& rel, std::string_view data);
     int resize_hugepage_pool(const std::filesystem::path& rel, const std::string& value);
+    // sys/fs/cgroup/**/cpuset.cpus (a CPU list of online CPUs, or empty: the parent's) and
+    // cgroup.procs (a pid, appended); proc/irq/N/smp_affinity_list (a non-empty list of
+    // online CPUs).
+    int write_cgroup(const std::filesystem::path& rel, const std::string& value);
+    int write_irq_affinity(const std::filesystem::path& rel, const std::string& value);
     // efifb's request in proc/iomem goes with its unbind and comes back with its bind.
     void drop_iomem_line(const std::string& name);
     void restore_iomem_line(const std::string& name);

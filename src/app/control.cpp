@@ -134,6 +134,7 @@ VmStatus vm_status(const VmHandle& vm, std::chrono::milliseconds timeout) {
     status.qemu_pid = vm.state.qemu_pid;
     status.devices = vm.state.devices;
     status.started_at = vm.state.started_at;
+    status.restarts = vm.state.restarts;
     status.liveness = vm.supervisor_silent ? "not-answering" : std::string(liveness_name(vm.liveness));
     status.status = "unknown";
     if (vm.liveness != Liveness::starting) {
@@ -385,6 +386,7 @@ void to_json(json& j, const VmRow& row) {
         j["started_at"] = row.state.started_at;
         j["uptime_seconds"] = uptime_seconds(row.state.started_at);
     }
+    j["restarts"] = row.state.restarts;
     if (row.listed_all) j["defined"] = row.defined ? json(*row.defined) : json(nullptr);
 }
 

@@ -103,6 +103,7 @@ void to_json(json& j, const VmStatus& s) {
         j["started_at"] = s.started_at;
         j["uptime_seconds"] = uptime_seconds(s.started_at);
     }
+    j["restarts"] = s.restarts;
 }
 
 std::int64_t uptime_seconds(std::int64_t started_at) {
@@ -121,6 +122,7 @@ void from_json(const json& j, VmStatus& s) {
     s.liveness = j.value("liveness", "");
     s.error = j.value("error", "");
     s.started_at = j.value("started_at", std::int64_t{0});
+    s.restarts = j.value("restarts", 0u);
 }
 
 json return_reply(json value, const json& id) {

@@ -88,6 +88,7 @@ struct VmStatus {
     std::string liveness;  // without a supervisor: "unsupervised" or "starting"
     std::string error;     // why the status is "unknown"
     std::int64_t started_at = 0;  // unix seconds when `kvmgpu run` began the launch; 0: unknown
+    unsigned restarts = 0;        // starts of this VM since the host booted, before this one
 };
 
 // Seconds since `started_at` (unix seconds), never negative.

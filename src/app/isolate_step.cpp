@@ -1,6 +1,5 @@
 // The launch step `isolate`: QEMU in a cgroup of its own, and the host's own cgroups kept off the
 // VM's CPUs while it runs (see isolate_step in launch_steps.hpp).
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -41,8 +40,9 @@ std::string place_qemu(LaunchRun& run, bool systemd) {
     const fs::path on_host = host::cgroup_root() / host::vm_cgroup_name(run.profile.name);
     const fs::path dir = host::under(run.ctx.host_root, on_host);
     record(run, host::CgroupCreated{on_host});
-    if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-        run.fail(std::string(kStep), kMessage, "cannot create the cgroup " + dir.string() + ": " + host::errno_text(errno));
+    // One left by a launcher killed before its restore is used again.
+    if (const int error = run.writer.make_dir(dir); error != 0 && error != EEXIST)
+        run.fail(std::string(kStep), kMessage, "cannot create the cgroup " + dir.string() + ": " + host::errno_text(error));
     if (const int error = run.writer.write(dir / "cgroup.procs", std::to_string(pid)); error != 0)
         run.fail(std::string(kStep), kMessage,
                  "cannot move QEMU (pid " + std::to_string(pid) + ") to " + dir.string() + ": " + host::errno_text(error));
@@ -70,7 +70,7 @@ std::string confine(LaunchRun& run, bool systemd, const std::string& cgroup) {
                      "systemctl set-property --runtime " + cgroup + " AllowedCPUs=" + cpus + " failed; see " +
                          run.dir.layout().release_log().string());
     } else {
-        record(run, host::SysfsValueChanged{file, old});
+        record(run, host::CgroupCpusSet{host::cgroup_root() / cgroup, old});
         if (const int error = run.writer.write(host::under(root, file), cpus); error != 0)
             run.fail(std::string(kStep), kMessage,
                      "writing " + cpus + " to " + file.string() + " failed: " + host::errno_text(error));

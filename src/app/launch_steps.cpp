@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "app/child_env.hpp"
+#include "app/start_count.hpp"
 #include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
 #include "host/binder.hpp"
@@ -74,8 +75,11 @@ void runtime_dir_step(LaunchRun& run) {
     run.state.supervisor_start = util::process_start_time(::getpid()).value_or(0);
     for (const auto& d : run.devices) run.state.devices.push_back(d.str());
     run.state.started_at = static_cast<std::int64_t>(std::time(nullptr));
+    run.state.restarts = previous_starts(run.ctx, p.name);
     try {
         run.dir.create(run.state);
+        // Counted once the run is this VM's only one (create refuses a second).
+        record_starts(run.ctx, p.name, run.state.restarts + 1);
     } catch (const std::exception& e) {
         run.fail("runtime-dir", "creating " + run.dir.path().string(), e.what());
     }

@@ -123,7 +123,7 @@ void looking_glass_step(LaunchRun& run);
 // systemd: /sys/fs/cgroup/kvmgpu-NAME, journaled as cgroup-created; with systemd: the transient
 // scope machine.slice/kvmgpu-NAME.scope, which ends with QEMU), then each cgroup of the host's
 // own tasks (host::scan_cgroups) is confined to the CPUs it may use now without the VM's
-// pinned ones: without systemd its cpuset.cpus written (sysfs-value-changed), with systemd
+// pinned ones: without systemd its cpuset.cpus written (cgroup-cpus-set), with systemd
 // `systemctl set-property --runtime UNIT AllowedCPUs=` (unit-cpus-set). Each change is
 // journaled first, so the end of the VM or `kvmgpu restore` gives the CPUs back. In
 // isolate_step.cpp.

@@ -29,12 +29,13 @@ using nlohmann::json;
 
 namespace {
 
-profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "", const std::string& machine = "") {
+profile::Profile passthrough_profile(const fs::path& dir, const std::string& extra = "", const std::string& machine = "",
+                                     const std::string& cpu = "") {
     const auto file = dir / "gpu.toml";
     // QEMU runs unprivileged, as the launch does by default when kvmgpu is root; "nobody" stands
     // in for the package's system user, which a development machine need not have.
-    std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n" << machine << "[cpu]\ncores = 1\n"
-                           "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n[security]\nuser = \"nobody\"\n"
+    std::ofstream(file) << "name = \"gpu\"\n[machine]\naccel = \"tcg\"\nmemory = \"128M\"\n" << machine << "[cpu]\ncores = 1\n" << cpu
+                        << "[firmware]\ntype = \"seabios\"\n[network]\nmode = \"none\"\n[security]\nuser = \"nobody\"\n"
                            "[[pci]]\naddress = \"0000:01:00.0\"\n[[pci]]\naddress = \"0000:01:00.1\"\n"
                         << extra;
     auto r = profile::load_and_validate(file);
@@ -807,4 +808,85 @@ TEST_CASE("a launcher killed with -9 after the hugepages or looking-glass step l
             CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
         }
     }
+}
+
+TEST_CASE("isolate moves QEMU to a cgroup of its own and keeps the host's cgroups off the pinned CPUs for the run",
+          "[app][isolate][qemu]") {
+    Launch l;
+    l.fx.add_cgroups({"system.slice", "sshd"});
+    const auto cg = l.fx.path("sys/fs/cgroup");
+    std::map<std::string, std::string> during;
+    l.before_step = [&](std::string_view s) {
+        if (s != "qmp") return;
+        for (const char* f : {"system.slice/cpuset.cpus", "sshd/cpuset.cpus", "system.slice/cpuset.cpus.effective",
+                              "kvmgpu-gpu/cgroup.procs"})
+            during[f] = read_file(cg / f);
+    };
+    const auto profile = passthrough_profile(l.fx.root(), "", "", "pin = [2]\nisolate = true\n");
+    const auto before = l.fx.snapshot();
+    l.run(profile);
+    INFO(json(l.events).dump(1));
+    CHECK(l.saw("isolate", true));
+    CHECK(during["system.slice/cpuset.cpus"] == "0-1,3-7\n");
+    CHECK(during["sshd/cpuset.cpus"] == "0-1,3-7\n");
+    CHECK(during["system.slice/cpuset.cpus.effective"] == "0-1,3-7\n");
+    const auto spawned = std::find_if(l.events.begin(), l.events.end(), [](const json& e) { return e.value("step", "") == "spawn"; });
+    REQUIRE(spawned != l.events.end());
+    auto moved = during["kvmgpu-gpu/cgroup.procs"];
+    if (!moved.empty() && moved.back() == '\n') moved.pop_back();
+    CHECK_FALSE(moved.empty());
+    CHECK_THAT(spawned->value("detail", ""), Catch::StartsWith("pid " + moved + ","));
+    // QEMU is gone, so its cgroup is removed and the host's get every CPU back.
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK_FALSE(fs::exists(cg / "kvmgpu-gpu"));
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+}
+
+TEST_CASE("with systemd, isolate asks for a scope around QEMU and sets AllowedCPUs of its slices for the run",
+          "[app][isolate][qemu]") {
+    Launch l;
+    std::vector<std::string> log;
+    test::FakeRunner fake{log};
+    l.runner = &fake;
+    l.fx.add_cgroups({"init.scope", "system.slice", "user.slice", "machine.slice"});
+    l.fx.write("sys/fs/cgroup/user.slice/cpuset.cpus", "0-5\n");  // the user's own limit
+    l.fx.write("sys/fs/cgroup/user.slice/cpuset.cpus.effective", "0-5\n");
+    l.fx.write("run/systemd/system/.keep", "");
+    const auto profile = passthrough_profile(l.fx.root(), "", "", "pin = [4]\nisolate = true\n");
+    l.run(profile);
+    INFO(json(l.events).dump(1));
+    REQUIRE(fake.calls.size() == 7);
+    CHECK(fake.calls[0][5] == "StartTransientUnit");
+    CHECK(fake.calls[0][7] == "kvmgpu-gpu.scope");
+    const std::vector<std::vector<std::string>> cpus(fake.calls.begin() + 1, fake.calls.end());
+    CHECK(cpus == std::vector<std::vector<std::string>>{
+                      {"systemctl", "set-property", "--runtime", "init.scope", "AllowedCPUs=0-3,5-7"},
+                      {"systemctl", "set-property", "--runtime", "system.slice", "AllowedCPUs=0-3,5-7"},
+                      {"systemctl", "set-property", "--runtime", "user.slice", "AllowedCPUs=0-3,5"},
+                      // Given back last first, each to what it had.
+                      {"systemctl", "set-property", "--runtime", "user.slice", "AllowedCPUs=0-5"},
+                      // None set before: every CPU, as systemd's empty cpuset.cpus fails on a
+                      // cgroup with tasks.
+                      {"systemctl", "set-property", "--runtime", "system.slice", "AllowedCPUs=0-7"},
+                      {"systemctl", "set-property", "--runtime", "init.scope", "AllowedCPUs=0-7"},
+                  });
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+}
+
+TEST_CASE("isolate on a host without the cpuset controller is refused before anything changes", "[app][isolate]") {
+    Launch l;
+    l.fx.add_cgroups({"system.slice"});
+    l.fx.write("sys/fs/cgroup/cgroup.subtree_control", "cpu memory\n");
+    const auto profile = passthrough_profile(l.fx.root(), "", "", "pin = [2]\nisolate = true\n");
+    const auto before = l.fx.snapshot();
+    CHECK(l.run(profile) == 1);
+    INFO(json(l.events).dump(1));
+    CHECK(l.saw("check", false));
+    const auto refused = std::find_if(l.events.begin(), l.events.end(),
+                                      [](const json& e) { return e.value("code", "") == "isolate-no-cpuset"; });
+    REQUIRE(refused != l.events.end());
+    CHECK_THAT(refused->value("message", ""), Catch::Contains("echo +cpuset > /sys/fs/cgroup/cgroup.subtree_control"));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK(l.kernel.writes() == 0);
 }

@@ -217,6 +217,7 @@ private:
         status.supervised = true;
         status.stopping = stopping_;
         status.started_at = state_.started_at;
+        status.restarts = state_.restarts;
         try {
             std::optional<RunState> state = run_state_.known();
             if (!state) {

@@ -35,6 +35,7 @@ struct VmState {
     std::uint64_t qemu_start = 0;
     std::vector<std::string> devices;  // PCI addresses passed through
     std::int64_t started_at = 0;        // unix seconds
+    unsigned restarts = 0;              // starts of this VM since the host booted, before this one
 };
 
 void to_json(nlohmann::json& j, const VmState& s);

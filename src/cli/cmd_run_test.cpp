@@ -90,6 +90,7 @@ TEST_CASE("run --detach returns once the VM runs and stop ends it and ps --all l
     CHECK(s["supervised"] == true);
     CHECK(s["uptime_seconds"].get<long>() >= 0);
     CHECK(s["started_at"].get<long>() > 0);
+    CHECK(s["restarts"] == 0);
     const pid_t supervisor = s["supervisor_pid"].get<pid_t>();
     const pid_t qemu = s["qemu_pid"].get<pid_t>();
     CHECK(util::process_alive(supervisor));
@@ -114,6 +115,7 @@ TEST_CASE("run --detach returns once the VM runs and stop ends it and ps --all l
     CHECK(bg["defined"] == (w.profiles / "bg.toml").string());
     CHECK(bg["qemu_pid"] == qemu);
     CHECK(bg.contains("uptime_seconds"));
+    CHECK(bg["restarts"] == 0);  // the second start that failed does not count
     const auto idle = row_named(rows, "idle");
     CHECK(idle["status"] == "stopped");
     CHECK(idle["liveness"] == "stopped");
@@ -139,4 +141,12 @@ TEST_CASE("run --detach returns once the VM runs and stop ends it and ps --all l
     const auto logged = slurp(log);
     CHECK(logged.find("stopped: bg (stop-requested)") != std::string::npos);
     CHECK(logged.find("Ctrl-C here") == std::string::npos);
+
+    // Started again (as systemd's Restart= would): the fleet sees one restart since boot.
+    auto third = w.run("bg");
+    third->wait_event("running");
+    CHECK(json::parse(w.cli({"status", "bg", "--json"}).out)["restarts"] == 1);
+    CHECK(row_named(json::parse(w.cli({"ps", "--json"}).out), "bg")["restarts"] == 1);
+    REQUIRE(w.cli({"stop", "bg", "--timeout", "1"}).status == 0);
+    CHECK(third->wait() == 0);
 }

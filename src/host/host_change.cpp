@@ -96,6 +96,7 @@ std::string subject(const HostChange& change) {
                           [](const FileCreated& c) { return c.path.string(); },
                           [](const HugepagesAdded& c) { return c.path.string(); },
                           [](const UnitCpusSet& c) { return c.unit; },
+                          [](const CgroupCpusSet& c) { return c.path.string(); },
                           [](const CgroupCreated& c) { return c.path.string(); },
                           [](const UnknownChange& c) { return c.kind; },
                       },
@@ -118,6 +119,7 @@ std::string describe(const HostChange& change) {
                               return std::to_string(c.pages) + " pages added to the hugepage pool " + what;
                           },
                           [&](const UnitCpusSet&) { return "the CPUs allowed to the unit " + what; },
+                          [&](const CgroupCpusSet&) { return "the CPUs of the cgroup " + what; },
                           [&](const CgroupCreated&) { return "the cgroup " + what; },
                           [&](const UnknownChange&) { return "a change of kind " + what; },
                       },
@@ -258,27 +260,68 @@ std::string undo(const HugepagesAdded& change, const UndoContext& context) {
            " pages (" + std::to_string(change.pages) + " given back).";
 }
 
+namespace {
+
+std::string online_cpus(const fs::path& root) {
+    const auto online = read_attr(under(root, "/sys/devices/system/cpu/online"));
+    if (!online || online->empty() || !parse_cpu_list(*online))
+        throw UndoError("cannot read the online CPUs in " + under(root, "/sys/devices/system/cpu/online").string());
+    return *online;
+}
+
+std::string cpus_text(const std::string& old, const std::string& written) {
+    return old.empty() ? "every CPU (" + written + ")" : "CPUs " + written;
+}
+
+}  // namespace
+
 std::string undo(const UnitCpusSet& change, const UndoContext& context) {
     if (auto bad = bad_name("unit", change.unit)) throw UndoError(*bad);
     if (!parse_cpu_list(change.old_cpus)) throw UndoError(util::quoted(change.old_cpus) + " is not a CPU list");
+    const std::string cpus = change.old_cpus.empty() ? online_cpus(context.root) : change.old_cpus;
     const std::string command = run_undo(context,
-                                         {"systemctl", "set-property", "--runtime", change.unit,
-                                          "AllowedCPUs=" + change.old_cpus},
+                                         {"systemctl", "set-property", "--runtime", change.unit, "AllowedCPUs=" + cpus},
                                          "give " + util::quoted(change.unit) + " its CPUs back");
-    return "The unit " + util::quoted(change.unit) + " may use " +
-           (change.old_cpus.empty() ? std::string("every CPU") : "CPUs " + change.old_cpus) + " again (" + command + ").";
+    return "The unit " + util::quoted(change.unit) + " may use " + cpus_text(change.old_cpus, cpus) + " again (" +
+           command + ").";
+}
+
+std::string undo(const CgroupCpusSet& change, const UndoContext& context) {
+    if (auto bad = bad_path(change.path)) throw UndoError(*bad);
+    if (!parse_cpu_list(change.old_cpus)) throw UndoError(util::quoted(change.old_cpus) + " is not a CPU list");
+    const fs::path dir = under(context.root, change.path);
+    const std::string shown = util::quoted(dir.string());
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) return "The cgroup " + shown + " is gone; nothing to restore.";
+    std::string cpus = change.old_cpus;
+    int error = context.writer.write(dir / "cpuset.cpus", cpus.empty() ? std::string_view("\n") : cpus);
+    if (error == ENOSPC && cpus.empty()) {
+        cpus = online_cpus(context.root);
+        error = context.writer.write(dir / "cpuset.cpus", cpus);
+    }
+    if (error != 0)
+        throw UndoError("writing " + util::quoted(cpus) + " back to " + (dir / "cpuset.cpus").string() +
+                        " failed: " + errno_text(error));
+    const auto effective = read_attr(dir / "cpuset.cpus.effective");
+    const auto parent = read_attr(dir.parent_path() / "cpuset.cpus.effective");
+    const std::string wanted = change.old_cpus.empty() ? parent.value_or(online_cpus(context.root)) : change.old_cpus;
+    if (effective && parse_cpu_list(*effective) != parse_cpu_list(wanted))
+        throw UndoError("the cgroup " + shown + " was given " + util::quoted(cpus) + " back, but may use only CPUs " +
+                        *effective);
+    return "The cgroup " + shown + " may use " + cpus_text(change.old_cpus, cpus) + " again.";
 }
 
 std::string undo(const CgroupCreated& change, const UndoContext& context) {
     if (auto bad = bad_path(change.path)) throw UndoError(*bad);
     const fs::path dir = under(context.root, change.path);
     const std::string shown = util::quoted(dir.string());
-    if (::rmdir(dir.c_str()) == 0) return "The cgroup " + shown + " was removed.";
-    if (errno == ENOENT) return "The cgroup " + shown + " is gone already.";
-    if (errno == EBUSY || errno == ENOTEMPTY)
+    const int error = context.writer.remove_dir(dir);
+    if (error == 0) return "The cgroup " + shown + " was removed.";
+    if (error == ENOENT) return "The cgroup " + shown + " is gone already.";
+    if (error == EBUSY || error == ENOTEMPTY)
         throw UndoError("the cgroup " + shown + " still holds processes (" + (dir / "cgroup.procs").string() +
                         " lists them); end them, then run restore again");
-    throw UndoError("removing the cgroup " + shown + " failed: " + errno_text(errno));
+    throw UndoError("removing the cgroup " + shown + " failed: " + errno_text(error));
 }
 
 // ---- JSON ----------------------------------------------------------------------------------
@@ -460,6 +503,16 @@ void from_json(const nlohmann::json& j, UnitCpusSet& c) {
     c.unit = name_field(j, UnitCpusSet::kind, "unit", "unit");
     c.old_cpus = j.at("old_cpus").get<std::string>();
     if (!parse_cpu_list(c.old_cpus)) bad_field(UnitCpusSet::kind, "old_cpus", util::quoted(c.old_cpus) + " is not a CPU list");
+}
+
+void to_json(nlohmann::json& j, const CgroupCpusSet& c) {
+    j = with_kind<CgroupCpusSet>({{"path", c.path.string()}, {"old_cpus", c.old_cpus}});
+}
+
+void from_json(const nlohmann::json& j, CgroupCpusSet& c) {
+    c.path = path_field(j, CgroupCpusSet::kind);
+    c.old_cpus = j.at("old_cpus").get<std::string>();
+    if (!parse_cpu_list(c.old_cpus)) bad_field(CgroupCpusSet::kind, "old_cpus", util::quoted(c.old_cpus) + " is not a CPU list");
 }
 
 void to_json(nlohmann::json& j, const CgroupCreated& c) { j = with_kind<CgroupCreated>({{"path", c.path.string()}}); }

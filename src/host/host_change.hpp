@@ -8,8 +8,8 @@
 //                        restore_changes in binder.hpp);
 //   file-owner-changed   a file's owner, group and mode: chown/chmod back, never through a
 //                        symbolic link;
-//   sysfs-value-changed  a sysfs/procfs attribute (nr_hugepages, smp_affinity_list, a cpuset
-//                        file): its old value written back through the SysfsWriter;
+//   sysfs-value-changed  a sysfs/procfs attribute (a vtconsole's bind, an interrupt's
+//                        smp_affinity_list): its old value written back through the SysfsWriter;
 //   service-stopped      `systemctl start UNIT`, through a CommandRunner;
 //   module-unloaded      `modprobe NAME`, through a CommandRunner;
 //   driver-unbound       a device that is not a passed one (a firmware framebuffer) unbound from
@@ -22,7 +22,9 @@
 //   unit-cpus-set        a systemd unit's AllowedCPUs set for the run ([cpu] isolate):
 //                        `systemctl set-property --runtime UNIT AllowedCPUs=OLD`;
 //   cgroup-created       a cgroup kvmgpu made for QEMU ([cpu] isolate without systemd):
-//                        removed once empty.
+//                        removed once empty;
+//   cgroup-cpus-set      a cgroup's cpuset.cpus set for the run ([cpu] isolate without
+//                        systemd): the old list written back.
 // A journal written by a newer kvmgpu may hold kinds this one does not know: they read as
 // UnknownChange, are written back verbatim, and their undo always fails, so restore keeps them.
 //
@@ -130,6 +132,15 @@ struct UnitCpusSet {
     bool operator==(const UnitCpusSet&) const = default;
 };
 
+// A cgroup whose cpuset.cpus kvmgpu set ("/sys/fs/cgroup/system.slice", as on the host), and
+// the list it had ("" for none: its parent's CPUs).
+struct CgroupCpusSet {
+    static constexpr std::string_view kind = "cgroup-cpus-set";
+    std::filesystem::path path;
+    std::string old_cpus;
+    bool operator==(const CgroupCpusSet&) const = default;
+};
+
 // A cgroup directory kvmgpu created ("/sys/fs/cgroup/kvmgpu-win11"), as on the host.
 struct CgroupCreated {
     static constexpr std::string_view kind = "cgroup-created";
@@ -146,7 +157,7 @@ struct UnknownChange {
 
 using HostChange = std::variant<DeviceToVfio, FileOwnerChanged, SysfsValueChanged, ServiceStopped,
                                 ModuleUnloaded, DriverUnbound, FileCreated, HugepagesAdded, UnitCpusSet,
-                                CgroupCreated, UnknownChange>;
+                                CgroupCpusSet, CgroupCreated, UnknownChange>;
 
 // The "kind" of a change in the journal (each kind's static `kind`): "device-to-vfio", "file-owner-changed",
 // "sysfs-value-changed", "service-stopped", "module-unloaded", or an unknown entry's own kind
@@ -222,8 +233,14 @@ std::string undo(const FileCreated& change, const UndoContext& context);
 // to the kernel once freed. A pool that is gone is nothing to undo. Unlike the other undos it
 // is not idempotent: the journal drops the entry as soon as it succeeds.
 std::string undo(const HugepagesAdded& change, const UndoContext& context);
-// `systemctl set-property --runtime UNIT AllowedCPUs=OLD_CPUS`, through the CommandRunner.
+// `systemctl set-property --runtime UNIT AllowedCPUs=OLD_CPUS`, through the CommandRunner. An
+// empty old list (none set) is given back as every online CPU: systemd would write an empty
+// cpuset.cpus, which Linux (6.1) refuses for a cgroup with tasks (ENOSPC), leaving it confined.
 std::string undo(const UnitCpusSet& change, const UndoContext& context);
+// OLD_CPUS written back to PATH/cpuset.cpus. An empty old list is tried first and, when the
+// kernel refuses it (ENOSPC, a cgroup with tasks), every online CPU is written instead; either
+// way the cgroup's effective CPUs must then be its parent's.
+std::string undo(const CgroupCpusSet& change, const UndoContext& context);
 // rmdir, when the directory is still there; a cgroup with processes left in it fails the undo.
 std::string undo(const CgroupCreated& change, const UndoContext& context);
 
@@ -248,6 +265,8 @@ void to_json(nlohmann::json& j, const HugepagesAdded& change);
 void from_json(const nlohmann::json& j, HugepagesAdded& change);
 void to_json(nlohmann::json& j, const UnitCpusSet& change);
 void from_json(const nlohmann::json& j, UnitCpusSet& change);
+void to_json(nlohmann::json& j, const CgroupCpusSet& change);
+void from_json(const nlohmann::json& j, CgroupCpusSet& change);
 void to_json(nlohmann::json& j, const CgroupCreated& change);
 void from_json(const nlohmann::json& j, CgroupCreated& change);
 void to_json(nlohmann::json& j, const UnknownChange& change);

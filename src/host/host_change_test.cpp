@@ -152,6 +152,22 @@ TEST_CASE("each kind of host change is undone from the journal and dropped from 
          [](Host& h) { CHECK_FALSE(fs::exists(h.fx.path("dev/shm/looking-glass"))); },
          {},
          "/dev/shm/looking-glass\" was removed."},
+        {"unit-cpus-set",
+         [](Host& h) { h.record(UnitCpusSet{"user.slice", "0-7"}); },
+         [](Host& h) {
+             CHECK(h.runner.calls == std::vector<std::vector<std::string>>{
+                                         {"systemctl", "set-property", "--runtime", "user.slice", "AllowedCPUs=0-7"}});
+         },
+         {"run systemctl set-property --runtime user.slice AllowedCPUs=0-7"},
+         "The unit \"user.slice\" may use CPUs 0-7 again (`systemctl set-property --runtime user.slice AllowedCPUs=0-7`)."},
+        {"cgroup-created",
+         [](Host& h) {
+             h.record(CgroupCreated{"/sys/fs/cgroup/kvmgpu-vm"});
+             fs::create_directories(h.fx.path("sys/fs/cgroup/kvmgpu-vm"));
+         },
+         [](Host& h) { CHECK_FALSE(fs::exists(h.fx.path("sys/fs/cgroup/kvmgpu-vm"))); },
+         {},
+         "/sys/fs/cgroup/kvmgpu-vm\" was removed."},
     };
     for (const Row& row : rows) {
         DYNAMIC_SECTION(row.kind) {
@@ -408,4 +424,26 @@ TEST_CASE("the production command runner execs the argv without a shell and repo
     const auto started = std::chrono::steady_clock::now();
     CHECK(runner.run({"sleep", "600"}) == 1);
     CHECK(std::chrono::steady_clock::now() - started < std::chrono::seconds(30));
+}
+
+TEST_CASE("a cgroup's emptied cpuset is given back, as every CPU when the kernel refuses an empty one", "[host][journal][isolate]") {
+    test::HostFixture fx;
+    fx.add_cgroups({"system.slice", "busy"});
+    test::SimulatedKernel kernel(fx);
+    const auto journal = fx.runtime() / ".host";
+    // "busy" holds a live process (this one), as a host's service cgroup does.
+    fx.write("sys/fs/cgroup/busy/cgroup.procs", std::to_string(::getpid()) + "\n");
+    for (const char* cgroup : {"system.slice", "busy"}) {
+        record_change(journal, "vm", 4242, CgroupCpusSet{std::string("/sys/fs/cgroup/") + cgroup, ""});
+        REQUIRE(kernel.write(fx.path(std::string("sys/fs/cgroup/") + cgroup + "/cpuset.cpus"), "0-1") == 0);
+    }
+    const auto report = restore_changes(fx.root(), journal, "vm", kernel, nullptr, fast());
+    INFO(nlohmann::json(report.changes).dump(1));
+    CHECK(report.ok());
+    CHECK(read_attr(fx.path("sys/fs/cgroup/system.slice/cpuset.cpus")) == "");
+    CHECK(read_attr(fx.path("sys/fs/cgroup/busy/cpuset.cpus")) == "0-7");
+    CHECK(read_attr(fx.path("sys/fs/cgroup/busy/cpuset.cpus.effective")) == "0-7");
+    REQUIRE(report.changes.size() == 2);
+    CHECK_THAT(report.changes[0].message, Catch::EndsWith("busy\" may use every CPU (0-7) again."));
+    CHECK_FALSE(read_changes(journal, "vm"));
 }

@@ -1,5 +1,7 @@
 #include "host/sysfs.hpp"
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -263,5 +265,9 @@ bool numbered(std::string_view name, std::string_view prefix) {
     return std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()), name.end(),
                        [](char c) { return c >= '0' && c <= '9'; });
 }
+
+int SysfsWriter::make_dir(const std::filesystem::path& dir) { return ::mkdir(dir.c_str(), 0755) == 0 ? 0 : errno; }
+
+int SysfsWriter::remove_dir(const std::filesystem::path& dir) { return ::rmdir(dir.c_str()) == 0 ? 0 : errno; }
 
 }  // namespace kvmgpu::host

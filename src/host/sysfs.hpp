@@ -67,6 +67,11 @@ public:
     // unbind of ADDR, a drivers_probe of ADDR). A restore must not call such a device back
     // while it may still be unbound behind its back.
     virtual bool has_unfinished_write(std::string_view /*subject*/) { return false; }
+    // mkdir (mode 0755) and rmdir of a directory in a kernel file system, a cgroup: the kernel
+    // fills a new cgroup with its files and refuses to remove one that holds processes (EBUSY).
+    // 0 or the errno.
+    virtual int make_dir(const std::filesystem::path& dir);
+    virtual int remove_dir(const std::filesystem::path& dir);
 };
 
 struct SysfsWriteOptions {

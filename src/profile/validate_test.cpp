@@ -482,3 +482,54 @@ TEST_CASE("[qemu] extra refuses the options kvmgpu owns in every spelling QEMU r
         CHECK_FALSE(has_errors(ds));
     }
 }
+
+TEST_CASE("the run-time tuning keys of [cpu] read, and each that acts on pinned vCPUs needs pin", "[profile][isolate]") {
+    auto r = load_text(base + "[cpu]\ncores = 2\npin = [2, 3]\niothread_pin = [1]\nisolate = true\nirq_affinity = \"vm\"\n"
+                              "realtime = true\nrealtime_priority = 10\n",
+                       "/profiles/vm.toml");
+    validate(r.profile, r.diagnostics);
+    INFO(dump(r.diagnostics));
+    CHECK_FALSE(has_errors(r.diagnostics));
+    CHECK(r.diagnostics.empty());
+    const auto& c = r.profile.cpu;
+    CHECK(c.iothread_pin == std::vector<unsigned>{1});
+    CHECK(c.isolate);
+    CHECK(c.irq_affinity == IrqAffinity::vm);
+    CHECK(c.realtime);
+    CHECK(c.realtime_priority == 10);
+
+    const Bad cases[] = {
+        {"isolate without pin", base + "[cpu]\nisolate = true\n", 5, "cpu.isolate", "needs the vCPUs pinned"},
+        {"irq_affinity without pin", base + "[cpu]\nirq_affinity = \"host\"\n", 5, "cpu.irq_affinity",
+         "irq_affinity = \"host\" needs the vCPUs pinned"},
+        {"realtime without pin", base + "[cpu]\nrealtime = true\n", 5, "cpu.realtime", "needs the vCPUs pinned"},
+        {"an unknown irq_affinity", base + "[cpu]\nirq_affinity = \"guest\"\n", 5, "cpu.irq_affinity", "not one of leave, vm, host"},
+        {"a priority out of range", base + "[cpu]\nrealtime_priority = 100\n", 5, "cpu.realtime_priority", "99"},
+        {"an iothread CPU twice", base + "[cpu]\niothread_pin = [1, 1]\n", 5, "cpu.iothread_pin", "twice"},
+        {"an empty iothread_pin", base + "[cpu]\niothread_pin = []\n", 5, "cpu.iothread_pin", "is empty"},
+    };
+    for (const auto& bad : cases) {
+        DYNAMIC_SECTION(bad.what) {
+            const auto ds = check(bad.text);
+            INFO(dump(ds));
+            const auto it = std::find_if(ds.begin(), ds.end(), [&](const Diagnostic& d) {
+                return d.severity == Severity::error && d.key == bad.key;
+            });
+            REQUIRE(it != ds.end());
+            CHECK(it->pos.line == bad.line);
+            CHECK_THAT(it->message, Catch::Contains(bad.fragment));
+        }
+    }
+}
+
+TEST_CASE("real-time vCPUs without isolate and a priority without realtime are warnings", "[profile][isolate]") {
+    const auto ds = check(base + "[cpu]\ncores = 1\npin = [1]\nrealtime = true\n");
+    INFO(dump(ds));
+    CHECK_FALSE(has_errors(ds));
+    CHECK(std::any_of(ds.begin(), ds.end(), [](const Diagnostic& d) {
+        return d.severity == Severity::warning && d.key == "cpu.realtime" && d.message.find("add isolate = true") != std::string::npos;
+    }));
+    const auto priority = check(base + "[cpu]\nrealtime_priority = 5\n");
+    CHECK(std::any_of(priority.begin(), priority.end(),
+                      [](const Diagnostic& d) { return d.severity == Severity::warning && d.key == "cpu.realtime_priority"; }));
+}
