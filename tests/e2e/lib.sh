@@ -74,3 +74,17 @@ unhold() {
     fi
     HOLD_PID=""
 }
+
+# The evdev node (eventN) of the input device whose kernel name is $1 ("QEMU Virtio Keyboard"),
+# from sysfs; fails when there is none.
+event_node_named() {
+    for _e in /sys/class/input/event*; do
+        if [ "$(cat "$_e/device/name" 2>/dev/null)" = "$1" ]; then basename "$_e"; return 0; fi
+    done
+    return 1
+}
+# The events of type $2 (1 EV_KEY, 2 EV_REL) in file $1 of raw struct input_event (24 bytes on
+# x86_64: time 16, type 2, code 2, value 4), one "CODE VALUE" a line (VALUE's low 16 bits: enough
+# for 0/1 key states and small moves).
+evdev_events() { od -An -v -tu2 -w24 "$1" | awk -v t="$2" '$9 == t { print $10, $11 }'; }
+
