@@ -88,3 +88,21 @@ event_node_named() {
 # for 0/1 key states and small moves).
 evdev_events() { od -An -v -tu2 -w24 "$1" | awk -v t="$2" '$9 == t { print $10, $11 }'; }
 
+# The guest's CPU time in use, in percent, over 0.2 s (from /proc/stat: all but idle and iowait).
+busy() {
+    read -r _ _u _n _s _i _w _q _sq _st _ </proc/stat
+    _busy0=$((_u + _n + _s + _q + _sq + _st)) _idle0=$((_i + _w))
+    sleep 0.2
+    read -r _ _u _n _s _i _w _q _sq _st _ </proc/stat
+    _busy=$((_u + _n + _s + _q + _sq + _st - _busy0)) _idle=$((_i + _w - _idle0))
+    echo $((_busy * 100 / (_busy + _idle + 1)))
+}
+# Waits until the guest is idle (under 5% busy over 0.2 s), at most 50 tries (10 s); fails then.
+# For benchmarks: what the previous sample left running (a redraw, a probe) stays out of the next.
+settle_idle() {
+    _tries=0
+    while [ "$(busy)" -ge 5 ]; do
+        _tries=$((_tries + 1))
+        [ "$_tries" -lt 50 ] || return 1
+    done
+}
