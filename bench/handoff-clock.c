@@ -5,7 +5,9 @@
  *   clock                 prints CLOCK_MONOTONIC in nanoseconds
  *   clock FILE [STATUS]   appends it to FILE as a line, then exits with STATUS (default 0)
  *   clock --lines         copies stdin to stdout, each line prefixed with the time it was read
- *                         (where kvmgpu's time goes: its --json step lines, as they arrive)
+ *                         (where kvmgpu's time goes: its --json step lines, as they arrive),
+ *                         each line written at once: bench/hugepages-guest polls the file for
+ *                         kvmgpu's "running" line while kvmgpu still runs
  *
  * The second form is the mark between the two phases of a handoff: kvmgpu runs it as its
  * prestart hook (with STATUS 1, so that the launch stops there and undoes itself), the plain
@@ -25,6 +27,7 @@ int main(int argc, char** argv) {
     if (argc == 2 && strcmp(argv[1], "--lines") == 0) {
         char line[4096];
         setvbuf(stdin, NULL, _IONBF, 0);
+        setvbuf(stdout, NULL, _IOLBF, 0);
         while (fgets(line, sizeof line, stdin)) printf("%lld %s", now_ns(), line);
         return 0;
     }

@@ -74,3 +74,35 @@ unhold() {
     fi
     HOLD_PID=""
 }
+
+# The evdev node (eventN) of the input device whose kernel name is $1 ("QEMU Virtio Keyboard"),
+# from sysfs; fails when there is none.
+event_node_named() {
+    for _e in /sys/class/input/event*; do
+        if [ "$(cat "$_e/device/name" 2>/dev/null)" = "$1" ]; then basename "$_e"; return 0; fi
+    done
+    return 1
+}
+# The events of type $2 (1 EV_KEY, 2 EV_REL) in file $1 of raw struct input_event (24 bytes on
+# x86_64: time 16, type 2, code 2, value 4), one "CODE VALUE" a line (VALUE's low 16 bits: enough
+# for 0/1 key states and small moves).
+evdev_events() { od -An -v -tu2 -w24 "$1" | awk -v t="$2" '$9 == t { print $10, $11 }'; }
+
+# The guest's CPU time in use, in percent, over 0.2 s (from /proc/stat: all but idle and iowait).
+busy() {
+    read -r _ _u _n _s _i _w _q _sq _st _ </proc/stat
+    _busy0=$((_u + _n + _s + _q + _sq + _st)) _idle0=$((_i + _w))
+    sleep 0.2
+    read -r _ _u _n _s _i _w _q _sq _st _ </proc/stat
+    _busy=$((_u + _n + _s + _q + _sq + _st - _busy0)) _idle=$((_i + _w - _idle0))
+    echo $((_busy * 100 / (_busy + _idle + 1)))
+}
+# Waits until the guest is idle (under 5% busy over 0.2 s), at most 50 tries (10 s); fails then.
+# For benchmarks: what the previous sample left running (a redraw, a probe) stays out of the next.
+settle_idle() {
+    _tries=0
+    while [ "$(busy)" -ge 5 ]; do
+        _tries=$((_tries + 1))
+        [ "$_tries" -lt 50 ] || return 1
+    done
+}
