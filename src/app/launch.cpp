@@ -48,6 +48,7 @@ SuperviseOptions supervise_options(const LaunchRun& run) {
     sup.pin = run.profile.cpu.pin;
     sup.emulator_pin = run.profile.cpu.emulator_pin;
     sup.devices = run.state.devices;
+    sup.vnc_password = run.vnc_password;
     return sup;
 }
 

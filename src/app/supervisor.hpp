@@ -24,6 +24,8 @@ struct SuperviseOptions {
     std::vector<unsigned> pin;           // host CPU per vCPU
     std::vector<unsigned> emulator_pin;  // host CPUs for QEMU's other threads
     std::vector<std::string> devices;    // for status
+    // The VNC password, set over QMP (set_password) before the guest runs; empty: none.
+    std::string vnc_password;
 };
 
 // Runs until QEMU has exited and returns why it ended. `on_end` runs once QEMU is gone and

@@ -74,7 +74,10 @@ void to_json(nlohmann::json& j, const VmState& s) {
          {"qemu_pid", s.qemu_pid},
          {"qemu_start", s.qemu_start},
          {"devices", s.devices},
-         {"started_at", s.started_at}};
+         {"started_at", s.started_at},
+         {"websocket", s.websocket},
+         {"vnc_password", s.vnc_password},
+         {"guest_websocket", s.guest_websocket}};
 }
 
 void from_json(const nlohmann::json& j, VmState& s) {
@@ -86,6 +89,9 @@ void from_json(const nlohmann::json& j, VmState& s) {
     s.qemu_start = j.value("qemu_start", std::uint64_t{0});
     s.devices = j.value("devices", std::vector<std::string>{});
     s.started_at = j.value("started_at", std::int64_t{0});
+    s.websocket = j.value("websocket", "");
+    s.vnc_password = j.value("vnc_password", false);
+    s.guest_websocket = j.value("guest_websocket", 0u);
 }
 
 std::string_view liveness_name(Liveness l) {
