@@ -51,6 +51,7 @@ SuperviseOptions supervise_options(const LaunchRun& run) {
     sup.iothread_pin = run.profile.cpu.iothread_pin;
     if (run.profile.cpu.realtime) sup.realtime_priority = static_cast<int>(run.profile.cpu.realtime_priority);
     sup.devices = run.state.devices;
+    sup.vnc_password = run.vnc_password;
     return sup;
 }
 

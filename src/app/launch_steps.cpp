@@ -13,6 +13,7 @@
 #include "app/start_count.hpp"
 #include "app/dry_run.hpp"
 #include "app/host_ops.hpp"
+#include "app/vnc_secret.hpp"
 #include "host/binder.hpp"
 #include "host/bridge_tap.hpp"
 #include "host/device_health.hpp"
@@ -76,6 +77,9 @@ void runtime_dir_step(LaunchRun& run) {
     for (const auto& d : run.devices) run.state.devices.push_back(d.str());
     run.state.started_at = static_cast<std::int64_t>(std::time(nullptr));
     run.state.restarts = previous_starts(run.ctx, p.name);
+    run.state.websocket = p.display.websocket_endpoint();
+    run.state.vnc_password = p.display.vnc_password();
+    run.state.guest_websocket = p.display.guest_websocket.value_or(0);
     try {
         run.dir.create(run.state);
         // Counted once the run is this VM's only one (create refuses a second).
@@ -89,6 +93,7 @@ void runtime_dir_step(LaunchRun& run) {
     try {
         ensure_vm_state_dir(run.facts.layout);
         start_run_logs(run.facts.layout);
+        if (run.profile.display.vnc_password()) run.vnc_password = ensure_vnc_secret(run.facts.layout);
         if (run.event_log) run.event_log->open(run.facts.layout.events_log());
     } catch (const std::exception& e) {
         run.fail("runtime-dir", "checking the state directory " + run.facts.layout.state_dir.string(), e.what());

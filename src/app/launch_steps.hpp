@@ -65,6 +65,7 @@ struct LaunchRun {
     std::map<util::PciAddress, std::string> original_driver;  // for the bind messages
     std::map<util::PciAddress, host::DeviceBefore> before;    // as the check found them, for the journal
     qemu::HostFacts facts;
+    std::string vnc_password;  // [display] password: STATE/NAME/vnc-password, for the supervisor
     // The unprivileged user QEMU and swtpm run as ([security] user, when kvmgpu runs as root);
     // nullopt: they run as kvmgpu does.
     std::optional<util::SystemUser> qemu_user;

@@ -75,6 +75,13 @@ private:
                  "QEMU " + std::to_string(greeting.major) + "." + std::to_string(greeting.minor) + "." +
                      std::to_string(greeting.micro));
             if (!options_.pin.empty() || !options_.emulator_pin.empty() || !options_.iothread_pin.empty()) co_await pin();
+            if (!options_.vnc_password.empty()) {
+                json arguments = json::object();  // (GCC 12 miscompiles a braced json in a coroutine)
+                arguments["protocol"] = "vnc";
+                arguments["password"] = options_.vnc_password;
+                co_await qmp_.execute("set_password", std::move(arguments));
+                step("vnc-password", "setting the VNC password", dir_.layout().vnc_password().string());
+            }
             open_control_socket();
             if (stopping_) co_return;  // a stop arrived while starting: nothing to resume
             co_await qmp_.execute("cont");

@@ -31,6 +31,8 @@ struct SuperviseOptions {
     std::function<std::string()> steer_irqs;
     std::chrono::milliseconds steer_interval{1000};
     std::vector<std::string> devices;    // for status
+    // The VNC password, set over QMP (set_password) before the guest runs; empty: none.
+    std::string vnc_password;
 };
 
 // Runs until QEMU has exited and returns why it ended. `on_end` runs once QEMU is gone and

@@ -75,7 +75,10 @@ void to_json(nlohmann::json& j, const VmState& s) {
          {"qemu_start", s.qemu_start},
          {"devices", s.devices},
          {"started_at", s.started_at},
-         {"restarts", s.restarts}};
+         {"restarts", s.restarts},
+         {"websocket", s.websocket},
+         {"vnc_password", s.vnc_password},
+         {"guest_websocket", s.guest_websocket}};
 }
 
 void from_json(const nlohmann::json& j, VmState& s) {
@@ -88,6 +91,9 @@ void from_json(const nlohmann::json& j, VmState& s) {
     s.devices = j.value("devices", std::vector<std::string>{});
     s.started_at = j.value("started_at", std::int64_t{0});
     s.restarts = j.value("restarts", 0u);
+    s.websocket = j.value("websocket", "");
+    s.vnc_password = j.value("vnc_password", false);
+    s.guest_websocket = j.value("guest_websocket", 0u);
 }
 
 std::string_view liveness_name(Liveness l) {

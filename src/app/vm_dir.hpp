@@ -36,6 +36,12 @@ struct VmState {
     std::vector<std::string> devices;  // PCI addresses passed through
     std::int64_t started_at = 0;        // unix seconds
     unsigned restarts = 0;              // starts of this VM since the host booted, before this one
+    // What `kvmgpu console` serves: QEMU's VNC WebSocket as "HOST:PORT" to connect to (empty:
+    // none), whether VNC asks for the password in STATE/NAME/vnc-password, and the host's
+    // loopback port forwarded to a WebSocket VNC server inside the guest (0: none).
+    std::string websocket;
+    bool vnc_password = false;
+    unsigned guest_websocket = 0;
 };
 
 void to_json(nlohmann::json& j, const VmState& s);

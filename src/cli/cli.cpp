@@ -30,6 +30,8 @@ constexpr std::array commands{
     Command{"reset", "NAME", "hard-reset a VM", "", nullptr, reset_command},
     Command{"qmp", "NAME JSON", "send one raw QMP command to a VM and print the reply", "", nullptr, qmp_command},
     Command{"events", "NAME", "stream a VM's QMP events", "", nullptr, events_command},
+    Command{"console", "NAME", "serve a VM's screen in the browser (noVNC on loopback) and print the URL", "",
+            console_options, console_command},
     Command{"bind", "ADDRESS...", "bind PCI devices to vfio-pci (with a restore journal)", "", bind_options, bind_command},
     Command{"restore", "[NAME | --all]", "give devices back to their host drivers", "", restore_options, restore_command},
     Command{"isolate", "PROFILE | --undo", "hand a dedicated card to vfio-pci from boot on (/etc/modprobe.d)", "",

@@ -66,6 +66,8 @@ int init_command(Invocation& inv);
 void init_options(po::options_description& desc);
 void restore_options(po::options_description& desc);
 int isolate_command(Invocation& inv);
+int console_command(Invocation& inv);
+void console_options(po::options_description& desc);
 void isolate_options(po::options_description& desc);
 
 }  // namespace kvmgpu::cli

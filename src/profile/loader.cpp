@@ -35,6 +35,8 @@ constexpr Words<NetworkMode, 4> network_words{{{"user", NetworkMode::user},
                                                {"none", NetworkMode::none}}};
 constexpr Words<DisplayType, 3> display_words{
     {{"none", DisplayType::none}, {"vnc", DisplayType::vnc}, {"spice", DisplayType::spice}}};
+constexpr Words<VncPassword, 3> vnc_password_words{
+    {{"auto", VncPassword::automatic}, {"on", VncPassword::on}, {"off", VncPassword::off}}};
 constexpr Words<LookingGlassBackend, 2> lg_words{
     {{"shm", LookingGlassBackend::shm}, {"kvmfr", LookingGlassBackend::kvmfr}}};
 constexpr Words<AudioBackend, 3> audio_words{{{"none", AudioBackend::none},
@@ -171,6 +173,8 @@ void read_display(TomlReader& r, const toml::table& t, const std::string& path, 
                  {"listen", r.string(d.listen)},
                  {"port", r.integer(d.port, 1, 65535)},
                  {"websocket", r.integer(d.websocket, 1, 65535)},
+                 {"password", r.word(d.password, vnc_password_words)},
+                 {"guest_websocket", r.integer(d.guest_websocket, 1, 65535)},
                  {"device", r.string(d.device)}});
 }
 

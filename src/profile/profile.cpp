@@ -4,6 +4,24 @@
 
 namespace kvmgpu::profile {
 
+bool is_loopback_address(const std::string& address) {
+    return address == "localhost" || address == "::1" || address.rfind("127.", 0) == 0;
+}
+
+std::string Display::websocket_endpoint() const {
+    if (type != DisplayType::vnc || !websocket) return "";
+    std::string host = listen;
+    if (host == "0.0.0.0" || host == "localhost") host = "127.0.0.1";
+    else if (host == "::") host = "::1";
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";
+    return host + ":" + std::to_string(*websocket);
+}
+
+bool Display::vnc_password() const {
+    if (type != DisplayType::vnc) return false;
+    return password == VncPassword::on || (password == VncPassword::automatic && !is_loopback_address(listen));
+}
+
 std::uint64_t LookingGlass::shared_memory_bytes() const {
     constexpr std::uint64_t MiB = std::uint64_t{1} << 20;
     if (!size_auto && size) return size;

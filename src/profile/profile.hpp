@@ -21,6 +21,8 @@ enum class DiskBus { virtio, nvme, sata, scsi };
 enum class DiskMedia { disk, cdrom };
 enum class NetworkMode { user, bridge, tap, none };
 enum class DisplayType { none, vnc, spice };
+// [display] password: "auto" (a password when VNC listens beyond loopback), "on", "off".
+enum class VncPassword { automatic, on, off };
 enum class LookingGlassBackend { shm, kvmfr };
 enum class AudioBackend { none, pipewire, pulseaudio };
 enum class Rtc { utc, localtime };
@@ -116,10 +118,24 @@ struct Display {
     std::string listen = "127.0.0.1";
     unsigned port = 0;                 // vnc: 5900 + display; spice: the port. 0: default
     std::optional<unsigned> websocket; // vnc only: websocket port for noVNC
+    VncPassword password = VncPassword::automatic;
+    // A port inside the guest where a WebSocket VNC server (websockify) listens: the user network
+    // forwards 127.0.0.1:PORT on the host to it, and `kvmgpu console --guest` serves it.
+    std::optional<unsigned> guest_websocket;
     // Emulated display adapter: "vga", "virtio-vga", "qxl-vga" or "none". Empty: "vga" when
     // type is vnc or spice, "none" otherwise (a passed-through GPU is the display).
     std::string device;
+
+    // Derived: VNC asks for a password (QEMU's password=on; kvmgpu sets it over QMP): "on", or
+    // "auto" with `listen` beyond loopback.
+    bool vnc_password() const;
+    // Derived: where a client on this host reaches the VNC WebSocket, "HOST:PORT" (a wildcard
+    // `listen` is reached on loopback; IPv6 in brackets); empty without `websocket`.
+    std::string websocket_endpoint() const;
 };
+
+// "127.0.0.1" (any 127.x), "::1" and "localhost".
+bool is_loopback_address(const std::string& address);
 
 struct LookingGlass {
     bool enabled = false;

@@ -85,10 +85,6 @@ bool valid_ifname(const std::string& name) {
            name.find_first_of("/: \t") == std::string::npos;
 }
 
-bool is_loopback(const std::string& listen) {
-    return listen == "localhost" || listen == "::1" || listen.rfind("127.", 0) == 0;
-}
-
 void check_name(const Profile& p, Checker& c) {
     // The first character is a letter or digit: names beginning with '.' are kvmgpu's own
     // entries in the runtime directory.
@@ -434,14 +430,31 @@ void check_inputs(const Profile& p, Checker& c) {
     }
 }
 
+// The forwarded port a VNC server inside the guest is reached through (docs/headless-gpu.md).
+void check_guest_websocket(const Profile& p, Checker& c) {
+    const auto& d = p.display;
+    if (!d.guest_websocket) return;
+    if (p.network.mode != NetworkMode::user) {
+        c.error("display.guest_websocket",
+                "[display] guest_websocket forwards a port of the user network, and [network] mode is not \"user\"; "
+                "set mode = \"user\", or reach the guest's websockify at the guest's own address");
+        return;
+    }
+    const unsigned vnc = d.port ? d.port : 5900;
+    if (d.type == DisplayType::vnc && (*d.guest_websocket == vnc || d.websocket == d.guest_websocket))
+        c.error("display.guest_websocket", "[display] guest_websocket port " + std::to_string(*d.guest_websocket) +
+                                               " is QEMU's own VNC or WebSocket port too; give it a port of its own");
+}
+
 void check_display(const Profile& p, Checker& c) {
     const auto& d = p.display;
     static const std::array<std::string_view, 4> devices{"vga", "virtio-vga", "qxl-vga", "none"};
     if (!d.device.empty() && std::find(devices.begin(), devices.end(), d.device) == devices.end())
         c.error("display.device", "[display] device " + util::quoted(d.device) +
                                       " is not one of vga, virtio-vga, qxl-vga, none");
+    check_guest_websocket(p, c);
     if (d.type == DisplayType::none) {
-        for (const char* key : {"display.listen", "display.port", "display.websocket"})
+        for (const char* key : {"display.listen", "display.port", "display.websocket", "display.password"})
             if (c.written(key))
                 c.warning(key, std::string("[display] ") + (key + 8) +
                                    " has no effect with type = \"none\"");
@@ -453,11 +466,18 @@ void check_display(const Profile& p, Checker& c) {
     if (!ip && d.listen != "localhost")
         c.error("display.listen", "[display] listen " + util::quoted(d.listen) +
                                       " is not an IP address; write e.g. \"127.0.0.1\" or \"::1\"");
-    else if (!is_loopback(d.listen))
+    else if (!is_loopback_address(d.listen) && !d.vnc_password())
         c.warning("display.listen", "[display] listen " + util::quoted(d.listen) +
                                         " is reachable from the network and has no password; "
                                         "anyone who can reach it controls the VM (prefer "
                                         "\"127.0.0.1\" and an SSH tunnel)");
+    else if (!is_loopback_address(d.listen))
+        c.warning("display.listen", "[display] listen " + util::quoted(d.listen) +
+                                        " is reachable from the network: VNC asks for a password, "
+                                        "but VNC passwords are 8 characters and the traffic is not "
+                                        "encrypted (prefer \"127.0.0.1\" and an SSH tunnel)");
+    if (d.type == DisplayType::spice && c.written("display.password"))
+        c.error("display.password", "[display] password is for type = \"vnc\"; SPICE runs without a ticket here");
     if (d.type == DisplayType::vnc && d.port != 0 && d.port < 5900)
         c.error("display.port", "[display] port " + std::to_string(d.port) +
                                     " is below 5900; QEMU's VNC ports are 5900 + display number");

@@ -189,6 +189,11 @@ TEST_CASE("malformed profiles: each error names its line and key", "[profile]") 
         {"port out of range", base + "[display]\ntype = \"vnc\"\nport = 70000\n", 6, "display.port", "between 1 and 65535"},
         {"vnc port below 5900", base + "[display]\ntype = \"vnc\"\nport = 5800\n", 6, "display.port", "below 5900"},
         {"websocket on the vnc port", base + "[display]\ntype = \"vnc\"\nport = 5901\nwebsocket = 5901\n", 7, "display.websocket", "port of its own"},
+        {"password word unknown", base + "[display]\ntype = \"vnc\"\npassword = \"yes\"\n", 6, "display.password", "is not one of auto, on, off"},
+        {"password for spice", base + "[display]\ntype = \"spice\"\npassword = \"on\"\n", 6, "display.password", "for type = \"vnc\""},
+        {"guest websocket without user network", base + "[network]\nmode = \"none\"\n[display]\nguest_websocket = 6080\n", 7, "display.guest_websocket", "mode = \"user\""},
+        {"guest websocket on the vnc port", base + "[display]\ntype = \"vnc\"\nguest_websocket = 5900\n", 6, "display.guest_websocket", "port of its own"},
+        {"guest websocket out of range", base + "[display]\nguest_websocket = 0\n", 5, "display.guest_websocket", "between 1 and 65535"},
         {"websocket without vnc", base + "[display]\ntype = \"spice\"\nwebsocket = 5700\n", 6, "display.websocket", "for type = \"vnc\""},
         // --- formats ---
         {"hv_vendor_id too long", base + "[cpu]\nhyperv = true\nhv_vendor_id = \"NVIDIA-HIDDEN-X\"\n", 6, "cpu.hv_vendor_id", "15 characters"},
@@ -283,7 +288,12 @@ TEST_CASE("warnings do not make a profile invalid", "[profile]") {
     CHECK(ds[0].key == "cpu.hv_vendor_id");
     CHECK(ds[0].message.find("no effect without Hyper-V") != std::string::npos);
     CHECK(ds[1].key == "display.listen");
-    CHECK(ds[1].message.find("no password") != std::string::npos);
+    CHECK(ds[1].message.find("asks for a password") != std::string::npos);
+    CHECK(ds[1].message.find("8 characters") != std::string::npos);
+    const auto off = check(base + "[display]\ntype = \"vnc\"\nlisten = \"0.0.0.0\"\npassword = \"off\"\n");
+    INFO(dump(off));
+    REQUIRE(off.size() == 1);
+    CHECK(off[0].message.find("has no password") != std::string::npos);
 }
 
 TEST_CASE("the release table reads module and service names the way the host shows them", "[profile]") {

@@ -210,6 +210,9 @@ private:
             const unsigned port = d.port ? d.port : 5900;
             auto& vnc = add("-vnc", host + ":" + std::to_string(port - 5900));
             if (d.websocket) vnc.set("websocket", host + ":" + std::to_string(*d.websocket));
+            // The password itself is set over QMP (set_password) before the guest runs: never on
+            // the command line, where every user of the host could read it.
+            if (d.vnc_password()) vnc.set("password", "on");
         } else if (d.type == DisplayType::spice) {
             add("-spice", "")
                 .set("port", std::to_string(d.port ? d.port : 5930))
@@ -273,7 +276,13 @@ private:
         if (n.mode == NetworkMode::none) return;
         auto& netdev = add("-netdev", "");
         switch (n.mode) {
-            case NetworkMode::user: netdev.head = "user"; netdev.set("id", "kvmgpu-net0"); break;
+            case NetworkMode::user:
+                netdev.head = "user";
+                netdev.set("id", "kvmgpu-net0");
+                // A VNC server inside the guest, reachable on the host's loopback only.
+                if (const auto port = p_.display.guest_websocket)
+                    netdev.set("hostfwd", "tcp:127.0.0.1:" + std::to_string(*port) + "-:" + std::to_string(*port));
+                break;
             case NetworkMode::bridge:
                 // QEMU may not start qemu-bridge-helper (-sandbox spawn=deny, no privileges): kvmgpu
                 // ran it and QEMU inherits the tap in the bridge.

@@ -257,3 +257,33 @@ TEST_CASE("QEMU's seccomp filter is on by default and off only when the profile 
     const auto off = load_valid("name = \"vm\"\n[machine]\nmemory = \"1G\"\n[security]\nsandbox = false\n");
     CHECK(values_of(qemu::build_argv(off, facts_for(off)), "-sandbox").empty());
 }
+
+TEST_CASE("VNC asks for a password beyond loopback and never carries it on the command line", "[qemu][console]") {
+    const std::string base = "name = \"v\"\n[machine]\naccel = \"tcg\"\nmemory = \"1G\"\n[display]\ntype = \"vnc\"\nwebsocket = 5701\n";
+    struct Case {
+        std::string keys;
+        bool password;
+    };
+    for (const auto& c : std::vector<Case>{{"", false},
+                                           {"listen = \"0.0.0.0\"\n", true},
+                                           {"listen = \"0.0.0.0\"\npassword = \"off\"\n", false},
+                                           {"password = \"on\"\n", true},
+                                           {"listen = \"::1\"\n", false}}) {
+        INFO(c.keys);
+        const auto p = load_valid(base + c.keys);
+        const auto vnc = values_of(qemu::build_argv(p, facts_for(p)), "-vnc");
+        REQUIRE(vnc.size() == 1);
+        const auto parts = split_qemu(vnc[0]);
+        CHECK(contains(parts, "password=on") == c.password);
+        for (const auto& part : parts) CHECK((part.rfind("password=", 0) != 0 || part == "password=on"));
+    }
+}
+
+TEST_CASE("a guest's WebSocket port is forwarded from the host's loopback only", "[qemu][console]") {
+    const auto p = load_valid("name = \"v\"\n[machine]\naccel = \"tcg\"\nmemory = \"1G\"\n[display]\nguest_websocket = 6080\n");
+    const auto netdev = values_of(qemu::build_argv(p, facts_for(p)), "-netdev");
+    REQUIRE(netdev.size() == 1);
+    CHECK(contains(split_qemu(netdev[0]), "hostfwd=tcp:127.0.0.1:6080-:6080"));
+    const auto plain = load_valid("name = \"v\"\n[machine]\naccel = \"tcg\"\nmemory = \"1G\"\n");
+    CHECK(values_of(qemu::build_argv(plain, facts_for(plain)), "-netdev")[0].find("hostfwd") == std::string::npos);
+}

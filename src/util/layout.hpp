@@ -17,6 +17,8 @@
 //   STATE/NAME/                   what a VM keeps between runs (0700)
 //     OVMF_VARS.fd                its UEFI variables, copied from the template on the first run
 //     tpm/                        swtpm's state
+//     vnc-password                the VNC password (0600), made on the first run that needs one
+//                                 ([display] password); `kvmgpu console` hands it to its page
 //     logs/                       the logs of the last run (0700), kept after it ends:
 //       qemu.log, swtpm.log       QEMU's and swtpm's output (opened by kvmgpu)
 //       hooks.log                 the prepare, prestart and poststop hooks' output
@@ -51,6 +53,7 @@ struct VmLayout {
 
     std::filesystem::path ovmf_vars() const { return state_dir / "OVMF_VARS.fd"; }
     std::filesystem::path tpm_state() const { return state_dir / "tpm"; }
+    std::filesystem::path vnc_password() const { return state_dir / "vnc-password"; }
     std::filesystem::path logs_dir() const { return state_dir / "logs"; }
     std::filesystem::path previous_logs_dir() const { return state_dir / "logs.previous"; }
     std::filesystem::path qemu_log() const { return logs_dir() / "qemu.log"; }
