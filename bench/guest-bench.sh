@@ -5,6 +5,36 @@
 
 bench_die() { echo "$BENCH_NAME: error: $*" >&2; exit 1; }
 
+# The options every guest benchmark takes: --rounds N --warmup N --kvmgpu PATH --cache DIR
+# --serial-log FILE --timeout S --verbose (-h prints `usage`). Sets those variables (defaults:
+# rounds=$1 warmup=1 timeout=900) and test_guest_args (--timeout, --cache, --quiet); the
+# caller's own options are left, in pairs OPTION VALUE, in extra_args. Bad values exit 2.
+bench_parse_args() {
+    rounds=$1 warmup=1 kvmgpu="" cache="" serial_log="" timeout=900 verbose=0 extra_args=()
+    shift
+    while [[ $# -gt 0 ]]; do
+        case "$1" in
+            --rounds) rounds=$2; shift ;;
+            --warmup) warmup=$2; shift ;;
+            --kvmgpu) kvmgpu=$2; shift ;;
+            --cache) cache=$2; shift ;;
+            --serial-log) serial_log=$2; shift ;;
+            --timeout) timeout=$2; shift ;;
+            --verbose) verbose=1 ;;
+            -h|--help) usage; exit 0 ;;
+            --*) [[ $# -ge 2 ]] || { usage >&2; echo "$BENCH_NAME: $1 takes a value" >&2; exit 2; }
+                 extra_args+=("$1" "$2"); shift ;;
+            *) usage >&2; echo "$BENCH_NAME: unknown argument \"$1\"" >&2; exit 2 ;;
+        esac
+        shift
+    done
+    [[ $rounds =~ ^[1-9][0-9]*$ && $warmup =~ ^[0-9]+$ ]] ||
+        { echo "$BENCH_NAME: --rounds takes 1 or more, --warmup 0 or more" >&2; exit 2; }
+    test_guest_args=(--timeout "$timeout")
+    [[ -z $cache ]] || test_guest_args+=(--cache "$cache")
+    [[ $verbose -eq 1 ]] || test_guest_args+=(--quiet)
+}
+
 # kvmgpu=PATH: the one given, else build/kvmgpu or build-bench/kvmgpu, made absolute.
 bench_find_kvmgpu() {
     local repo=$1
