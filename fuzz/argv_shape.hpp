@@ -58,7 +58,7 @@ inline void check_argv_shape(const std::vector<std::string>& argv, std::size_t e
         "rombar", "romfile", "script", "serial", "server", "share", "size", "smm", "sockets", "string",
         "threads", "timestamp", "tpmdev", "value", "vendorid", "vmport", "wait", "websocket", "x-vga",
         "hv-relaxed", "hv-vapic", "hv-spinlocks", "hv-time", "hv-reset", "hv-frequencies", "hv-runtime",
-        "hv-vpindex", "hv-synic", "hv-stimer", "hv-tlbflush", "hv-ipi",
+        "hv-vpindex", "hv-synic", "hv-stimer", "hv-tlbflush", "hv-ipi", "iothread", "password", "hostfwd",
         "obsolete", "elevateprivileges", "spawn", "resourcecontrol", "fd"};
     check_no_control_chars(argv);
     if (argv.empty() || argv[0].empty()) shape_violation("no binary", "");

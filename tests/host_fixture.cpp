@@ -13,6 +13,7 @@
 
 #include "host/host_model.hpp"
 #include "host/sysfs.hpp"
+#include "util/proc.hpp"
 
 namespace kvmgpu::test {
 
@@ -353,7 +354,7 @@ int SimulatedKernel::write_cgroup(const fs::path& rel, const std::string& value)
     if (value.empty() && !trim_newline(get(file)).empty()) {
         std::istringstream procs(get(file.parent_path() / "cgroup.procs"));
         for (pid_t pid; procs >> pid;)
-            if (::kill(pid, 0) == 0) return ENOSPC;
+            if (util::process_alive(pid)) return ENOSPC;  // zombies do not count, as in Linux
     }
     fx_.write(rel, value + "\n");
     const std::string effective = value.empty() ? get(fx_.root() / "sys/devices/system/cpu/online") : value + "\n";
@@ -387,7 +388,7 @@ int SimulatedKernel::remove_dir(const fs::path& dir) {
     if (!fs::exists(dir)) return ENOENT;
     std::istringstream procs(get(dir / "cgroup.procs"));
     for (pid_t pid; procs >> pid;)
-        if (::kill(pid, 0) == 0) return EBUSY;
+        if (util::process_alive(pid)) return EBUSY;  // zombies do not count, as in Linux
     fs::remove_all(dir);
     return 0;
 }

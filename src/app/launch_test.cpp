@@ -890,3 +890,30 @@ TEST_CASE("isolate on a host without the cpuset controller is refused before any
     CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
     CHECK(l.kernel.writes() == 0);
 }
+
+TEST_CASE("a launcher killed with -9 after the isolate step leaves what restore gives back", "[app][isolate][qemu]") {
+    Launch l;
+    l.fx.add_cgroups({"system.slice"});
+    const auto profile = passthrough_profile(l.fx.root(), "", "", "pin = [2]\nisolate = true\n");
+    const auto before = l.fx.snapshot();
+    launch_and_kill_before(l, profile, "qmp");
+    // What the dead launcher left: the host's cgroup confined, QEMU's own cgroup.
+    const auto cg = l.fx.path("sys/fs/cgroup");
+    CHECK(read_file(cg / "system.slice/cpuset.cpus") == "0-1,3-7\n");
+    CHECK(fs::exists(cg / "kvmgpu-gpu"));
+    // Its QEMU fails on this host (no such device) and ends by itself; until then the cgroup
+    // holds it and the restore would keep that entry.
+    const auto state = app::VmDir(l.ctx, "gpu").read_state();
+    REQUIRE(state);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (util::process_alive(state->qemu_pid, state->qemu_start) && std::chrono::steady_clock::now() < deadline)
+        ::usleep(10 * 1000);
+    REQUIRE_FALSE(util::process_alive(state->qemu_pid, state->qemu_start));
+    const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel);
+    INFO(json(restored.report).dump(1));
+    CHECK(restored.ok());
+    INFO(test::snapshot_diff(before, l.fx.snapshot()));
+    CHECK(test::snapshot_diff(before, l.fx.snapshot()).empty());
+    CHECK_FALSE(fs::exists(cg / "kvmgpu-gpu"));
+    CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
+}

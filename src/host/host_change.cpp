@@ -270,7 +270,8 @@ std::string online_cpus(const fs::path& root) {
 }
 
 std::string cpus_text(const std::string& old, const std::string& written) {
-    return old.empty() ? "every CPU (" + written + ")" : "CPUs " + written;
+    if (!old.empty()) return "CPUs " + written;
+    return written.empty() ? std::string("every CPU of its parent") : "every CPU (" + written + ")";
 }
 
 }  // namespace
