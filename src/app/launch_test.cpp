@@ -463,6 +463,17 @@ void launch_and_kill_before(Launch& l, const profile::Profile& profile, const st
     REQUIRE(WTERMSIG(status) == SIGKILL);
 }
 
+// Waits (up to 30 s) for the QEMU a killed launcher left, if it started one: on this host it
+// fails (no such device) and ends by itself.
+void wait_for_qemu_to_end(const Launch& l) {
+    const auto state = app::VmDir(l.ctx, "gpu").read_state();
+    if (!state || state->qemu_pid <= 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (util::process_alive(state->qemu_pid, state->qemu_start) && std::chrono::steady_clock::now() < deadline)
+        ::usleep(10 * 1000);
+    REQUIRE_FALSE(util::process_alive(state->qemu_pid, state->qemu_start));
+}
+
 }  // namespace
 
 TEST_CASE("a launcher killed with -9 after any step that changed the host leaves what restore gives back", "[app][qemu]") {
@@ -484,14 +495,7 @@ TEST_CASE("a launcher killed with -9 after any step that changed the host leaves
             const bool given = at == "tpm" || at == "spawn" || at == "qmp";
             if (::geteuid() == 0) CHECK(node.st_uid == (given ? 65534u : 0u));
             // A QEMU it had started fails on this host (no such device) and ends by itself.
-            const auto state = app::VmDir(l.ctx, "gpu").read_state();
-            if (state && state->qemu_pid > 0) {
-                const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-                while (util::process_alive(state->qemu_pid, state->qemu_start) &&
-                       std::chrono::steady_clock::now() < deadline)
-                    ::usleep(10 * 1000);
-                REQUIRE_FALSE(util::process_alive(state->qemu_pid, state->qemu_start));
-            }
+            wait_for_qemu_to_end(l);
             // `kvmgpu restore gpu` from a new process, on the journal alone.
             const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel);
             INFO(json(restored.report).dump(1));
@@ -903,12 +907,8 @@ TEST_CASE("a launcher killed with -9 after the isolate step leaves what restore 
     CHECK(fs::exists(cg / "kvmgpu-gpu"));
     // Its QEMU fails on this host (no such device) and ends by itself; until then the cgroup
     // holds it and the restore would keep that entry.
-    const auto state = app::VmDir(l.ctx, "gpu").read_state();
-    REQUIRE(state);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (util::process_alive(state->qemu_pid, state->qemu_start) && std::chrono::steady_clock::now() < deadline)
-        ::usleep(10 * 1000);
-    REQUIRE_FALSE(util::process_alive(state->qemu_pid, state->qemu_start));
+    REQUIRE(app::VmDir(l.ctx, "gpu").read_state());
+    wait_for_qemu_to_end(l);
     const auto restored = app::restore_vm(l.ctx, "gpu", &l.kernel);
     INFO(json(restored.report).dump(1));
     CHECK(restored.ok());
