@@ -8,7 +8,11 @@ namespace kvmgpu::app {
 ConsoleTarget console_target(const Context& ctx, const std::string& name, bool guest) {
     const auto vm = find_vm(ctx, name);
     const auto& s = vm.state;
+    if (vm.liveness == Liveness::starting)
+        throw NotRunning("\"" + name + "\" has no QEMU running (its supervisor is still starting it); try again");
     ConsoleTarget t;
+    t.qemu_pid = s.qemu_pid;
+    t.qemu_start = s.qemu_start;
     if (guest) {
         if (s.guest_websocket == 0)
             throw util::RuntimeFailure("\"" + name + "\" forwards no port to a VNC server in the guest; set [display] "

@@ -5,6 +5,7 @@
 #include <array>
 #include <fstream>
 #include <iterator>
+#include <list>
 #include <signal.h>
 
 #include "app/console_http.hpp"
@@ -75,11 +76,21 @@ struct ConsoleServer::Impl {
     asio::signal_set signals;
     std::function<void(const std::string&)> log;
     int connections = 0;
+    bool target_gone = false;
+    // The connections still waiting for their request head, oldest first: none has shown the
+    // token yet, so at the limit the oldest gives way to a new one. Otherwise anyone on the host
+    // could keep the browser out with kMaxConnections idle connections, renewed every kHeadDeadline.
+    std::list<tcp::socket*> heads;
 
     awaitable<void> accept_loop() {
         for (;;) {
             auto socket = co_await acceptor.async_accept(use_awaitable);
-            if (connections >= kMaxConnections) continue;  // closed at once: the socket ends here
+            if (connections >= kMaxConnections) {
+                if (heads.empty()) continue;  // every one is served: the new one is closed at once
+                boost::system::error_code ignored;
+                heads.front()->close(ignored);  // its read ends, and with it its connection
+                heads.pop_front();
+            }
             ++connections;
             asio::co_spawn(io, serve(std::move(socket)), [this](std::exception_ptr) { --connections; });
         }
@@ -107,6 +118,7 @@ struct ConsoleServer::Impl {
             if (!ec && *waiting) socket.close(ignored);
         });
         asio::streambuf buf(kMaxRequestHead);
+        heads.push_back(&socket);
         std::size_t n = 0;
         boost::system::error_code read_error;
         try {
@@ -115,6 +127,7 @@ struct ConsoleServer::Impl {
             read_error = e.code();
         }
         *waiting = false;
+        heads.remove(&socket);
         deadline.cancel();
         if (read_error) {
             // A full buffer without the blank line: the head is too long. Anything else: gone.
@@ -180,6 +193,16 @@ struct ConsoleServer::Impl {
     // The client's WebSocket handshake goes on to the VM's WebSocket with the path "/" (QEMU's
     // VNC WebSocket answers no other; websockify any), then bytes flow both ways untouched.
     awaitable<void> relay(tcp::socket client, const std::string& head, asio::streambuf& rest) {
+        if (options.target_alive && !options.target_alive()) {
+            log("the VM is not running any more (its WebSocket port may be anyone's now); the console ends");
+            target_gone = true;
+            try {
+                co_await send_error(client, 503, "Service Unavailable");
+            } catch (const std::exception&) {
+            }
+            io.stop();
+            co_return;
+        }
         tcp::socket upstream(io);
         std::string connect_error;
         try {
@@ -223,13 +246,14 @@ std::string ConsoleServer::url() const {
     return "http://127.0.0.1:" + std::to_string(port()) + "/" + impl_->options.token + "/";
 }
 
-void ConsoleServer::run(const std::function<void(const std::string&)>& log) {
+bool ConsoleServer::run(const std::function<void(const std::string&)>& log) {
     impl_->log = log ? log : [](const std::string&) {};
     impl_->signals.async_wait([this](boost::system::error_code ec, int) {
         if (!ec) impl_->io.stop();
     });
     asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
     impl_->io.run();
+    return !impl_->target_gone;
 }
 
 }  // namespace kvmgpu::app

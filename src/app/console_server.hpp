@@ -7,7 +7,9 @@
 // Every URL starts with a random token (/TOKEN/...): another user of the host who can reach the
 // loopback port but has not seen the printed URL gets 404 for everything, the page with the VNC
 // password included. Requests are bounded (kMaxRequestHead, a 10 s deadline for the head, files
-// up to 4 MiB, 64 connections at once); paths are normalised and never leave the noVNC directory.
+// up to 4 MiB, 64 connections at once, the oldest still without its head giving way to a new
+// one); paths are normalised and never leave the noVNC directory. The relay refuses, and the
+// server ends, once the VM is gone (target_alive).
 #include <chrono>
 #include <filesystem>
 #include <functional>
@@ -25,6 +27,10 @@ struct ConsoleOptions {
     unsigned target_port = 0;
     unsigned port = 0;                                // where to listen on 127.0.0.1; 0: any free port
     bool once = false;                                // end when the first relayed session ends
+    // Whether the VM (its QEMU) still runs; asked before every relay. Once it says no, the
+    // WebSocket is refused (503) and the server ends: the port the VM listened on is free, and
+    // whoever binds it next would get the browser's keys and the VNC password's challenge reply.
+    std::function<bool()> target_alive;
 };
 
 class ConsoleServer {
@@ -39,8 +45,9 @@ public:
     std::string url() const;  // "http://127.0.0.1:PORT/TOKEN/"
 
     // Serves until SIGINT or SIGTERM (or, with `once`, the end of the first relayed session).
-    // `log` receives one line per relayed session and per refused request.
-    void run(const std::function<void(const std::string&)>& log);
+    // `log` receives one line per relayed session and per refused relay. False when it ended
+    // because the VM was gone (target_alive).
+    bool run(const std::function<void(const std::string&)>& log);
 
 private:
     struct Impl;

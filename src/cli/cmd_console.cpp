@@ -6,8 +6,10 @@
 
 #include "app/console.hpp"
 #include "app/console_server.hpp"
+#include "app/control.hpp"
 #include "app/vnc_secret.hpp"
 #include "cli/command.hpp"
+#include "util/proc.hpp"
 #include "util/text.hpp"
 
 namespace kvmgpu::cli {
@@ -39,6 +41,7 @@ int console_command(Invocation& inv) {
     o.target_host = target.host;
     o.target_port = target.port;
     o.password = target.password;
+    o.target_alive = [pid = target.qemu_pid, start = target.qemu_start] { return util::process_alive(pid, start); };
     o.token = app::random_alphanumeric(24);
     app::ConsoleServer server(std::move(o));
     const auto where = target.host + ":" + std::to_string(target.port);
@@ -49,7 +52,8 @@ int console_command(Invocation& inv) {
         inv.out << server.url() << std::endl;
     inv.err << "kvmgpu: the console of " << name << " (VNC WebSocket " << where
             << ") is served at the URL above, on this host's loopback only; Ctrl-C ends it\n";
-    server.run([&inv](const std::string& line) { inv.err << "kvmgpu: " << line << std::endl; });
+    if (!server.run([&inv](const std::string& line) { inv.err << "kvmgpu: " << line << std::endl; }))
+        throw app::NotRunning("\"" + name + "\" is not running any more; its console ended");
     return ok;
 }
 
