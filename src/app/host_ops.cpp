@@ -18,11 +18,16 @@
 namespace kvmgpu::app {
 
 host::HostModel scan(const Context& ctx, bool names, bool pci) {
-    return host::scan_host(ctx.host_root, {.names = names, .pci = pci});
+    return host::scan_host(ctx.host_root, {.names = names, .pci = pci, .only = std::nullopt});
 }
 
-host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names) {
-    auto model = scan(ctx, names, !profile.pci.empty());
+host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names, ScanScope scope) {
+    host::ScanOptions options{.names = names, .pci = !profile.pci.empty(), .only = std::nullopt};
+    if (scope == ScanScope::profile_devices) {
+        options.only.emplace();
+        for (const auto& d : profile.pci) options.only->push_back(d.address);
+    }
+    auto model = host::scan_host(ctx.host_root, options);
     std::vector<host::PciDeviceInfo> devices;
     for (const auto& a : preflight::plan_binding(profile, model).devices)
         if (const auto* d = model.find(a)) devices.push_back(*d);

@@ -28,7 +28,12 @@ host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 // The host as a launch of `profile` meets it: scan() (PCI devices only when the profile passes
 // some), who holds the devices it would bind (HostModel::holders), and when the profile asks
 // kvmgpu to free its card, what freeing it would touch (HostModel::release).
-host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true);
+// `scope` says how much of the PCI tree is read: every device (what `kvmgpu check` shows), or
+// only the profile's devices, their IOMMU groups and the groups' other members, which is all the
+// binding plan and its checks use (a launch; a refused one scans again to say what check says).
+enum class ScanScope { every_device, profile_devices };
+host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true,
+                         ScanScope scope = ScanScope::every_device);
 
 // check() for a profile, with the reservations of the VMs that run now.
 // The check's facts beyond the host model: the device locks, and who QEMU runs as ([security]

@@ -41,10 +41,16 @@ std::string signal_name(int sig) {
 // 1. The host check; refuses on any error before anything changes.
 void check_step(LaunchRun& run) {
     const auto& p = run.profile;
-    // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them.
-    const auto model = scan_for(p, run.ctx, false);
+    // Device names (pci.ids) are for people reading `list` and `check`; a launch skips them,
+    // and reads only the devices it plans to bind. A refusal is rare and is worth its findings
+    // being the same as `kvmgpu check`'s (a card found at another address): then it reads all.
+    auto model = scan_for(p, run.ctx, false, ScanScope::profile_devices);
     const auto options = check_options(p, run.ctx);
     run.checked = preflight::check(p, model, options);
+    if (!run.checked.ok()) {
+        model = scan_for(p, run.ctx, false, ScanScope::every_device);
+        run.checked = preflight::check(p, model, options);
+    }
     // The check refused a missing user; here one exists, or QEMU keeps kvmgpu's own user.
     if (options.as_root && !p.security.runs_as_root()) run.qemu_user = options.qemu_user;
     for (const auto& f : run.checked.findings) {

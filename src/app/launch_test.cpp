@@ -297,6 +297,29 @@ TEST_CASE("an address that holds another device than the profile's id is refused
     CHECK_FALSE(host::read_journal(app::host_state_dir(l.ctx), "gpu"));
 }
 
+TEST_CASE("a refused launch names where the expected card is now as check does", "[app]") {
+    // A launch reads only the profile's devices and their groups; the device with the expected id
+    // sits elsewhere, so the refusal reads the whole host to say where.
+    Launch l;
+    test::DeviceSpec moved;
+    moved.address = "0000:05:00.0";
+    moved.vendor = 0x10de;
+    moved.device = 0x22ba;
+    moved.class_code = 0x040300;
+    moved.driver = "snd_hda_intel";
+    moved.group = 9;
+    l.fx.add_device(moved);
+    const auto profile = passthrough_profile(l.fx.root(), "id = \"10de:22ba\"\n");
+    CHECK(l.run(profile) == 1);
+    const auto finding = std::find_if(l.events.begin(), l.events.end(), [](const json& e) {
+        return e.value("code", "") == "identity-mismatch";
+    });
+    REQUIRE(finding != l.events.end());
+    INFO((*finding)["message"].get<std::string>());
+    CHECK((*finding)["message"].get<std::string>().find("is at \"0000:05:00.0\" now") != std::string::npos);
+    CHECK(l.kernel.writes() == 0);
+}
+
 TEST_CASE("a bind failing on the second device leaves the first where it was", "[app]") {
     Launch l;
     const auto profile = passthrough_profile(l.fx.root());

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <set>
 #include <sstream>
 #include <system_error>
 
@@ -134,6 +135,45 @@ PciDeviceInfo read_device(const fs::path& dir, const util::PciAddress& address, 
     return d;
 }
 
+IommuGroup read_group(const fs::path& dir, unsigned id) {
+    IommuGroup group{id, {}};
+    for (const auto& member : list_dir(dir / "devices"))
+        if (auto a = util::PciAddress::parse(member.path().filename().string())) group.devices.push_back(*a);
+    std::sort(group.devices.begin(), group.devices.end());
+    return group;
+}
+
+void read_every_device_and_group(const fs::path& root, PciIds* names, HostModel& host) {
+    for (const auto& entry : list_dir(under(root, "sys/bus/pci/devices"))) {
+        auto address = util::PciAddress::parse(entry.path().filename().string());
+        if (!address) continue;
+        host.devices.push_back(read_device(entry.path(), *address, names));
+    }
+    for (const auto& entry : list_dir(under(root, "sys/kernel/iommu_groups")))
+        if (auto id = parse_dec(entry.path().filename().string())) host.groups.push_back(read_group(entry.path(), *id));
+}
+
+// The devices asked for, and through their groups every device they share one with.
+void read_devices_and_their_groups(const fs::path& root, const std::vector<util::PciAddress>& only, PciIds* names,
+                                   HostModel& host) {
+    const fs::path devices = under(root, "sys/bus/pci/devices");
+    std::set<util::PciAddress> read;
+    std::vector<util::PciAddress> pending(only.begin(), only.end());
+    while (!pending.empty()) {
+        const auto address = pending.back();
+        pending.pop_back();
+        if (!read.insert(address).second) continue;
+        const fs::path dir = devices / address.str();
+        std::error_code ec;
+        if (!fs::exists(dir, ec)) continue;
+        host.devices.push_back(read_device(dir, address, names));
+        const auto group_id = host.devices.back().iommu_group;
+        if (!group_id || host.group(*group_id)) continue;
+        host.groups.push_back(read_group(under(root, "sys/kernel/iommu_groups") / std::to_string(*group_id), *group_id));
+        for (const auto& member : host.groups.back().devices) pending.push_back(member);
+    }
+}
+
 // "hugepages-2048kB" -> 2 MiB in bytes.
 std::optional<std::uint64_t> pool_page_size(const std::string& name) {
     if (!name.starts_with("hugepages-") || !name.ends_with("kB")) return std::nullopt;
@@ -166,24 +206,13 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
     // Devices: sys/bus/pci/devices/ADDR are symlinks into sys/devices/pci*/...; the attributes
     // are read through the link.
     if (options.pci) {
-        for (const auto& entry : list_dir(under(root, "sys/bus/pci/devices"))) {
-            auto address = util::PciAddress::parse(entry.path().filename().string());
-            if (!address) continue;
-            host.devices.push_back(read_device(entry.path(), *address, options.names ? &ids : nullptr));
-        }
+        PciIds* names = options.names ? &ids : nullptr;
+        if (options.only)
+            read_devices_and_their_groups(root, *options.only, names, host);
+        else
+            read_every_device_and_group(root, names, host);
         std::sort(host.devices.begin(), host.devices.end(),
                   [](const auto& a, const auto& b) { return a.address < b.address; });
-
-        for (const auto& entry : list_dir(under(root, "sys/kernel/iommu_groups"))) {
-            auto id = parse_dec(entry.path().filename().string());
-            if (!id) continue;
-            IommuGroup group{*id, {}};
-            for (const auto& member : list_dir(entry.path() / "devices"))
-                if (auto a = util::PciAddress::parse(member.path().filename().string()))
-                    group.devices.push_back(*a);
-            std::sort(group.devices.begin(), group.devices.end());
-            host.groups.push_back(std::move(group));
-        }
         std::sort(host.groups.begin(), host.groups.end(),
                   [](const auto& a, const auto& b) { return a.id < b.id; });
     }
@@ -223,6 +252,7 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
         if (auto node = parse_dec(std::string_view(name).substr(4)))
             read_pools(entry.path() / "hugepages", *node, host.hugepages);
     }
+
 
     const fs::path cpu_dir = under(root, "sys/devices/system/cpu");
     host.online_cpus = parse_cpu_list(read_attr(cpu_dir / "online").value_or("")).value_or(

@@ -139,6 +139,11 @@ struct ScanOptions {
     bool names = true;  // look names up in pci.ids
     // Read PCI devices and IOMMU groups; a launch without [[pci]] devices needs neither.
     bool pci = true;
+    // When set, read only these PCI devices, the IOMMU groups they are in and the other members
+    // of those groups, not every device of the host: all a launch's check needs to plan and
+    // check its binding (each device is a dozen sysfs reads). Unknown addresses are left out,
+    // as a full scan leaves them out.
+    std::optional<std::vector<util::PciAddress>> only;
 };
 
 // Reads everything from ROOT/sys, ROOT/proc and ROOT/dev. Missing files give empty or false

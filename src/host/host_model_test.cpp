@@ -134,7 +134,7 @@ TEST_CASE("a scan without PCI reads no device or group but the rest of the host"
     HostFixture fx;
     kvmgpu::test::add_gpu_with_audio(fx);
     const auto full = scan_host(fx.root());
-    const auto lean = scan_host(fx.root(), {.names = false, .pci = false});
+    const auto lean = scan_host(fx.root(), {.names = false, .pci = false, .only = std::nullopt});
     CHECK(full.devices.size() == 3);
     CHECK_FALSE(full.groups.empty());
     CHECK(lean.devices.empty());
@@ -159,4 +159,36 @@ TEST_CASE("scanning reads MemTotal and whether the vendor-reset module is loaded
         CHECK(host.mem_total == 32795164ull * 1024);
         CHECK(host.vendor_reset_loaded);
     }
+}
+
+TEST_CASE("a scan of some devices reads them, their groups and the groups' other members only", "[host]") {
+    HostFixture fx;
+    test::add_gpu_with_audio(fx, 1);  // the port 00:01.0, the GPU 01:00.0 and its audio 01:00.1
+    test::DeviceSpec nic;
+    nic.address = "0000:03:00.0";
+    nic.vendor = 0x8086;
+    nic.device = 0x1533;
+    nic.class_code = 0x020000;
+    nic.driver = "igb";
+    nic.group = 7;
+    fx.add_device(nic);
+
+    const HostModel whole = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt});
+    const HostModel some = scan_host(fx.root(), {.names = false, .pci = true,
+                                                 .only = std::vector{addr("0000:01:00.0"), addr("0000:09:00.0")}});
+    REQUIRE(whole.devices.size() == 4);
+    REQUIRE(whole.groups.size() == 2);
+    // The GPU's group brings the port and the audio function along; the NIC's group is not read,
+    // and an address the host does not have is left out, as in a whole scan.
+    REQUIRE(some.devices.size() == 3);
+    CHECK(some.find(addr("0000:00:01.0")));
+    CHECK(some.find(addr("0000:01:00.1")));
+    CHECK_FALSE(some.find(addr("0000:03:00.0")));
+    CHECK_FALSE(some.find(addr("0000:09:00.0")));
+    REQUIRE(some.groups.size() == 1);
+    CHECK(some.groups[0].id == 1);
+    CHECK(some.groups[0].devices == whole.group(1)->devices);
+    // What was read is what a whole scan reads.
+    for (const auto& d : some.devices) CHECK(nlohmann::json(d) == nlohmann::json(*whole.find(d.address)));
+    CHECK(some.mem_total == whole.mem_total);
 }

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -100,10 +101,16 @@ std::optional<std::string> read_profile_file(const std::filesystem::path& file, 
         refuse(file, too_large(static_cast<std::size_t>(st.st_size), true), out);
         return std::nullopt;
     }
-    // The file may grow while it is read: at most one byte past the limit is read to see that.
-    std::string text(kMaxProfileBytes + 1, '\0');
+    // The buffer starts at the size fstat gave plus the byte that shows growth, not at the limit:
+    // zeroing 1 MiB for a 1 KiB profile was most of a launch's profile load. The file may grow
+    // while it is read: the buffer then doubles, up to one byte past the limit to see that.
+    std::string text(static_cast<std::size_t>(st.st_size) + 1, '\0');
     std::size_t got = 0;
-    while (got < text.size()) {
+    while (true) {
+        if (got == text.size()) {
+            if (text.size() > kMaxProfileBytes) break;
+            text.resize(std::min(text.size() * 2, kMaxProfileBytes + 1));
+        }
         const auto n = ::read(fd.get(), text.data() + got, text.size() - got);
         if (n < 0 && errno == EINTR) continue;
         if (n < 0) {

@@ -285,3 +285,16 @@ TEST_CASE("run_on_stack gives the function the stack asked for and passes its ex
     CHECK_THROWS_WITH(kvmgpu::util::run_on_stack(1 << 20, [] { throw std::runtime_error("from the thread"); }),
                       "from the thread");
 }
+
+TEST_CASE("a profile whose size the kernel reports as 0 is still read whole", "[profile][source]") {
+    // procfs files say 0 bytes in stat: the read buffer starts at that size and grows.
+    struct stat st {};
+    REQUIRE(::stat("/proc/self/comm", &st) == 0);
+    REQUIRE(st.st_size == 0);
+    Diagnostics out;
+    const auto text = read_profile_file("/proc/self/comm", out);
+    REQUIRE(text);
+    CHECK(out.empty());
+    CHECK(text->size() > 1);
+    CHECK(text->back() == '\n');
+}
