@@ -14,6 +14,7 @@
 #include "host/pci_ids.hpp"
 #include "host/sysfs.hpp"
 #include "util/fd.hpp"
+#include "util/text.hpp"
 
 namespace kvmgpu::host {
 
@@ -21,15 +22,14 @@ namespace fs = std::filesystem;
 
 std::vector<Bar> parse_resource(std::string_view text) {
     std::vector<Bar> bars;
-    std::istringstream in{std::string(text)};
-    std::string line;
-    for (unsigned index = 0; std::getline(in, line); ++index) {
-        std::istringstream fields(line);
-        std::string start_text, end_text, flags_text;
-        if (!(fields >> start_text >> end_text >> flags_text)) continue;
-        auto start = parse_hex(start_text);
-        auto end = parse_hex(end_text);
-        auto flags = parse_hex(flags_text);
+    for (unsigned index = 0; !text.empty(); ++index) {
+        const std::size_t newline = text.find('\n');
+        const std::string_view line = text.substr(0, newline);
+        text.remove_prefix(newline == std::string_view::npos ? text.size() : newline + 1);
+        std::string_view rest = line;
+        auto start = parse_hex(util::next_word(rest));
+        auto end = parse_hex(util::next_word(rest));
+        auto flags = parse_hex(util::next_word(rest));
         // The kernel prints unassigned resources as all zeros.
         if (!start || !end || !flags || *start == 0 || *end < *start) continue;
         bars.push_back(Bar{index, *start, *end - *start + 1, *flags});
@@ -78,13 +78,6 @@ bool HostModel::cpu_online(unsigned cpu) const {
 
 namespace {
 
-template <typename T>
-T read_hex_or(const fs::path& file, T fallback) {
-    if (auto text = read_attr(file))
-        if (auto value = parse_hex(*text)) return static_cast<T>(*value);
-    return fallback;
-}
-
 std::optional<std::uint64_t> read_u64(const fs::path& file) {
     auto text = read_attr(file);
     if (!text || text->empty() || text->size() > 19) return std::nullopt;
@@ -107,27 +100,35 @@ std::vector<fs::directory_entry> list_dir(const fs::path& dir) {
     return entries;
 }
 
-PciDeviceInfo read_device(const fs::path& dir, const util::PciAddress& address, PciIds* ids) {
+template <typename T>
+T read_hex_or(const std::string& dir, std::string_view name, T fallback) {
+    if (auto text = read_attr(dir, name))
+        if (auto value = parse_hex(*text)) return static_cast<T>(*value);
+    return fallback;
+}
+
+PciDeviceInfo read_device(const fs::path& path, const util::PciAddress& address, PciIds* ids) {
+    const std::string& dir = path.native();
     PciDeviceInfo d;
     d.address = address;
-    d.vendor = read_hex_or<std::uint16_t>(dir / "vendor", 0);
-    d.device = read_hex_or<std::uint16_t>(dir / "device", 0);
-    d.subsystem_vendor = read_hex_or<std::uint16_t>(dir / "subsystem_vendor", 0);
-    d.subsystem_device = read_hex_or<std::uint16_t>(dir / "subsystem_device", 0);
-    d.class_code = read_hex_or<std::uint32_t>(dir / "class", 0);
-    d.driver = link_basename(dir / "driver").value_or("");
-    if (auto text = read_attr(dir / "driver_override"); text && *text != "(null)" && !text->empty())
+    d.vendor = read_hex_or<std::uint16_t>(dir, "vendor", 0);
+    d.device = read_hex_or<std::uint16_t>(dir, "device", 0);
+    d.subsystem_vendor = read_hex_or<std::uint16_t>(dir, "subsystem_vendor", 0);
+    d.subsystem_device = read_hex_or<std::uint16_t>(dir, "subsystem_device", 0);
+    d.class_code = read_hex_or<std::uint32_t>(dir, "class", 0);
+    d.driver = link_basename(dir, "driver").value_or("");
+    if (auto text = read_attr(dir, "driver_override"); text && *text != "(null)" && !text->empty())
         d.driver_override = *text;
-    if (auto group = link_basename(dir / "iommu_group")) d.iommu_group = parse_dec(*group);
-    d.boot_vga = read_attr(dir / "boot_vga").value_or("0") == "1";
-    d.reset_method = read_attr(dir / "reset_method");
-    if (auto text = read_attr(dir / "numa_node")) {
+    if (auto group = link_basename(dir, "iommu_group")) d.iommu_group = parse_dec(*group);
+    d.boot_vga = read_attr(dir, "boot_vga").value_or("0") == "1";
+    d.reset_method = read_attr(dir, "reset_method");
+    if (auto text = read_attr(dir, "numa_node")) {
         try {
             d.numa_node = std::stoi(*text);
         } catch (const std::exception&) {
         }
     }
-    if (auto text = read_attr(dir / "resource")) d.bars = parse_resource(*text);
+    if (auto text = read_attr(dir, "resource")) d.bars = parse_resource(*text);
     if (ids) {
         d.vendor_name = ids->vendor(d.vendor).value_or("");
         d.device_name = ids->device(d.vendor, d.device).value_or("");

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -29,10 +30,19 @@ fs::path under(const fs::path& root, const fs::path& path) {
     return path.is_absolute() ? root / path.relative_path() : root / path;
 }
 
-std::optional<std::string> read_attr(const fs::path& file) {
-    // open/read rather than an ifstream: a host scan reads hundreds of these small files, and
-    // the stream's machinery cost more than the reads themselves.
-    util::Fd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC));
+namespace {
+
+std::string joined(const std::string& dir, std::string_view name) {
+    std::string path;
+    path.reserve(dir.size() + 1 + name.size());
+    path.append(dir).append(1, '/').append(name);
+    return path;
+}
+
+// open/read rather than an ifstream: a host scan reads hundreds of these small files, and
+// the stream's machinery cost more than the reads themselves.
+std::optional<std::string> read_small_file(const char* file) {
+    util::Fd fd(::open(file, O_RDONLY | O_CLOEXEC));
     if (!fd) return std::nullopt;
     std::string text;
     char chunk[4096];
@@ -51,13 +61,30 @@ std::optional<std::string> read_attr(const fs::path& file) {
     return text;
 }
 
-std::optional<std::string> link_basename(const fs::path& link) {
-    std::error_code ec;
-    const fs::path target = fs::read_symlink(link, ec);
-    if (ec) return std::nullopt;
-    fs::path name = target.filename();
-    if (name.empty()) name = target.parent_path().filename();  // a trailing "/"
-    return name.string();
+// One readlink, not std::filesystem's lstat and readlink.
+std::optional<std::string> read_link_basename(const char* link) {
+    char target[PATH_MAX];
+    const ssize_t n = ::readlink(link, target, sizeof target);
+    if (n <= 0 || static_cast<std::size_t>(n) == sizeof target) return std::nullopt;
+    std::string_view text(target, static_cast<std::size_t>(n));
+    while (text.size() > 1 && text.back() == '/') text.remove_suffix(1);  // a trailing "/"
+    if (text == "/") return std::string();
+    if (const auto slash = text.rfind('/'); slash != std::string_view::npos) text.remove_prefix(slash + 1);
+    return std::string(text);
+}
+
+}  // namespace
+
+std::optional<std::string> read_attr(const fs::path& file) { return read_small_file(file.c_str()); }
+
+std::optional<std::string> read_attr(const std::string& dir, std::string_view name) {
+    return read_small_file(joined(dir, name).c_str());
+}
+
+std::optional<std::string> link_basename(const fs::path& link) { return read_link_basename(link.c_str()); }
+
+std::optional<std::string> link_basename(const std::string& dir, std::string_view name) {
+    return read_link_basename(joined(dir, name).c_str());
 }
 
 std::optional<std::uint64_t> parse_hex(std::string_view text) {

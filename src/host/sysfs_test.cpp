@@ -257,3 +257,20 @@ TEST_CASE("a stuck unbind fails the bind at step unbind, naming the path, and ro
     unbind.release();
     CHECK(all_reaped(writer));
 }
+
+TEST_CASE("link_basename names the last part of a link's target and nothing for a file", "[host]") {
+    TempDir dir;
+    const auto d = dir.path();
+    fs::create_symlink("../../bus/pci/drivers/e1000", d / "driver");
+    fs::create_symlink("../../../kernel/iommu_groups/12/", d / "iommu_group");  // a trailing "/"
+    fs::create_symlink("/", d / "root");
+    std::ofstream(d / "vendor") << "0x8086\n";
+    CHECK(link_basename(d / "driver") == "e1000");
+    CHECK(link_basename(d.string(), "driver") == "e1000");
+    CHECK(link_basename(d.string(), "iommu_group") == "12");
+    CHECK(link_basename(d / "root") == "");
+    CHECK(link_basename(d / "vendor") == std::nullopt);   // not a link
+    CHECK(link_basename(d / "missing") == std::nullopt);
+    CHECK(read_attr(d.string(), "vendor") == "0x8086");
+    CHECK(read_attr(d.string(), "missing") == std::nullopt);
+}

@@ -1,7 +1,12 @@
 #include <catch2/catch.hpp>
 
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
+#include <cstdint>
+#include <fstream>
 
 #include "util/proc.hpp"
 
@@ -29,4 +34,33 @@ TEST_CASE("an exited child is not alive, as a zombie and once reaped", "[util]")
     CHECK_FALSE(process_start_time(child));
     CHECK_FALSE(process_alive(0));
     CHECK_FALSE(process_alive(-5));
+}
+
+TEST_CASE("a process whose name has spaces and parentheses still has its start time", "[util]") {
+    // /proc/PID/stat shows the name in parentheses; the fields after the last ')' count.
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::prctl(PR_SET_NAME, "a) b (c) 7 8");
+        (void)!::write(ready[1], "x", 1);
+        ::pause();
+        ::_exit(0);
+    }
+    char byte = 0;
+    REQUIRE(::read(ready[0], &byte, 1) == 1);
+    const auto start = process_start_time(child);
+    const auto own = process_start_time(::getpid());
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    ::close(ready[0]);
+    ::close(ready[1]);
+    REQUIRE(start);
+    REQUIRE(own);
+    // The child started after this process and before now (the uptime, in the same clock ticks).
+    double uptime = 0;
+    std::ifstream("/proc/uptime") >> uptime;
+    CHECK(*start >= *own);
+    CHECK(*start <= static_cast<std::uint64_t>(uptime * static_cast<double>(::sysconf(_SC_CLK_TCK))) + 1);
 }

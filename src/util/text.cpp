@@ -154,4 +154,19 @@ std::string quoted(std::string_view text) {
     return out;
 }
 
+std::string_view next_word(std::string_view& text) {
+    constexpr std::string_view blanks = " \t\n\r";
+    const std::size_t start = std::min(text.find_first_not_of(blanks), text.size());
+    const std::size_t end = std::min(text.find_first_of(blanks, start), text.size());
+    const std::string_view word = text.substr(start, end - start);
+    text.remove_prefix(end);
+    return word;
+}
+
+std::vector<std::string_view> split_words(std::string_view text) {
+    std::vector<std::string_view> words;
+    for (auto word = next_word(text); !word.empty(); word = next_word(text)) words.push_back(word);
+    return words;
+}
+
 }  // namespace kvmgpu::util

@@ -33,6 +33,13 @@ std::optional<char> find_control_char(std::string_view text);
 std::string shell_quote(std::string_view word);
 std::string shell_join(const std::vector<std::string>& argv);
 
+// The words of `text`, split at spaces, tabs and newlines; views into `text`. For the kernel's
+// small tables (a sysfs `resource` file, /proc/PID/stat), where a stream per line cost more than
+// the reading.
+std::vector<std::string_view> split_words(std::string_view text);
+// The first word of `text`, which is advanced past it; empty when only blanks are left.
+std::string_view next_word(std::string_view& text);
+
 // The parts with `separator` between them: join({"a", "b"}, ", ") is "a, b".
 std::string join(const std::vector<std::string>& parts, std::string_view separator);
 

@@ -78,3 +78,11 @@ TEST_CASE("control characters are found and quoted visibly", "[util]") {
     CHECK_FALSE(find_control_char("/dev/input/by-id/usb-Logitech"));
     CHECK(quoted("a\"b\\c\n\x01") == "\"a\\\"b\\\\c\\n\\u0001\"");
 }
+
+TEST_CASE("split_words splits at spaces tabs and newlines and keeps no empty word", "[util]") {
+    using V = std::vector<std::string_view>;
+    CHECK(kvmgpu::util::split_words("") == V{});
+    CHECK(kvmgpu::util::split_words(" \t\n") == V{});
+    CHECK(kvmgpu::util::split_words("0x1 0x2\t0x3\n") == V{"0x1", "0x2", "0x3"});
+    CHECK(kvmgpu::util::split_words("  a  \r\n b") == V{"a", "b"});
+}
