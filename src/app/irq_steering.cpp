@@ -40,6 +40,9 @@ std::string IrqSteering::steer() {
                 changed.push_back(what + " " + *now + " → " + target_);
         }
     }
+    // Rounds that write are rare (an interrupt the guest's driver just enabled): no writer's
+    // child is kept between them.
+    if (!changed.empty() || !failed.empty()) writer_.rest();
     if (!failed.empty())
         throw util::RuntimeFailure("cannot steer " + util::join(failed, "; ") +
                                        (changed.empty() ? "" : " (steered: " + util::join(changed, "; ") + ")"),

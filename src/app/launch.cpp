@@ -17,6 +17,7 @@ namespace {
 StoppedEvent give_everything_back(LaunchRun& run, const ExitVerdict& verdict) {
     if (!verdict.ok()) run.report(LogEvent{run.dir.log_tail()});
     run.revert.run();  // devices back, locks released, runtime directory removed
+    run.writer.rest();
     StoppedEvent stopped;
     stopped.name = run.profile.name;
     stopped.reason = std::string(exit_reason_name(verdict.reason));
@@ -141,6 +142,8 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         }
         if (options.before_step) options.before_step("qmp");
         run.check_interrupt("qmp");
+        // The host changes of the launch are made: none is due while the VM runs.
+        run.writer.rest();
     } catch (const StepFailed&) {
         // The stop signals that failed a step (a sysfs write abandoned with EINTR) are taken
         // here, all of them, so that the undos' own writes are not abandoned too; a signal that
@@ -149,6 +152,7 @@ int launch(const profile::Profile& p, const Context& ctx, const LaunchOptions& o
         while (interrupt.pending()) {
         }
         run.revert.run();
+        run.writer.rest();
         // Taken too: one that came during the undos would otherwise be delivered, with its
         // default action, when the Interrupt goes, before the error is printed.
         while (interrupt.pending()) {

@@ -150,49 +150,12 @@ std::string errno_text(int error) {
     return std::error_code(error, std::generic_category()).message();
 }
 
-namespace {
-
-// Runs in the forked child of a possibly multithreaded launcher: async-signal-safe calls only
-// (getrlimit is a plain system call too). The exit code is the result: 0 or the errno.
-[[noreturn]] void write_in_child(const char* file, const char* data, std::size_t size) {
-    // A child stuck in the kernel must not keep the launcher's fds open: the flock of the lock
-    // directory, the QMP socket, a pipe whose EOF someone waits for.
-    if (::close_range(0, ~0U, 0) != 0) {  // Linux < 5.9
-        unsigned limit = 65536;
-        rlimit rl;
-        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < limit)
-            limit = static_cast<unsigned>(rl.rlim_cur);
-        for (unsigned fd = 0; fd < limit; ++fd) ::close(static_cast<int>(fd));
-    }
-    const int fd = ::open(file, O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (fd < 0) ::_exit(errno);
-    const ssize_t n = ::write(fd, data, size);
-    if (n < 0) ::_exit(errno);
-    if (static_cast<std::size_t>(n) != size) ::_exit(EIO);
-    // sysfs reports some store errors only at close.
-    if (::close(fd) != 0) ::_exit(errno);
-    ::_exit(0);
+RealSysfsWriter::~RealSysfsWriter() {
+    helper_.end();
+    reap_abandoned();
 }
 
-int child_result(int status) {
-    if (WIFEXITED(status)) return WEXITSTATUS(status);
-    return EIO;  // killed by someone else's signal: whether the write happened is unknown
-}
-
-// The result of a child that has exited (its pidfd is readable).
-int reap(pid_t pid) {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0) {
-        // ECHILD: reaped elsewhere (nothing in kvmgpu waits for any child or ignores SIGCHLD),
-        // so the outcome is unknown.
-        if (errno != EINTR) return EIO;
-    }
-    return child_result(status);
-}
-
-}  // namespace
-
-RealSysfsWriter::~RealSysfsWriter() { reap_abandoned(); }
+void RealSysfsWriter::rest() { helper_.end(); }
 
 std::size_t RealSysfsWriter::reap_abandoned() {
     std::erase_if(abandoned_, [](const Abandoned& a) {
@@ -216,6 +179,18 @@ bool RealSysfsWriter::has_unfinished_write(std::string_view subject) {
     });
 }
 
+// The request queued with a running helper: a helper that ended while idle (killed by someone)
+// read nothing, so one new helper is tried.
+int RealSysfsWriter::send_request(const fs::path& file, std::string_view data) {
+    for (int attempt = 0;; ++attempt) {
+        if (!helper_.running())
+            if (const int error = helper_.start(); error != 0) return error;
+        const int error = helper_.request(file.c_str(), data);
+        if (error != EPIPE || attempt == 1) return error;
+        helper_.end();
+    }
+}
+
 int RealSysfsWriter::write(const fs::path& file, std::string_view data) {
     using std::chrono::steady_clock;
     using util::WaitResult;
@@ -228,51 +203,23 @@ int RealSysfsWriter::write(const fs::path& file, std::string_view data) {
     } catch (const std::system_error& e) {
         return e.code().value();
     }
+    if (const int error = send_request(file, data); error != 0) return error;
 
-    // The child starts with every signal blocked: no handler of the launcher runs in it
-    // (handlers are inherited, and are not safe after fork in a threaded process), and a
-    // Ctrl-C sent to the process group does not cut it short. SIGKILL still ends it.
-    sigset_t all, old;
-    sigfillset(&all);
-    ::pthread_sigmask(SIG_SETMASK, &all, &old);
-    const pid_t pid = ::fork();
-    if (pid == 0) write_in_child(file.c_str(), data.data(), data.size());
-    const int fork_error = errno;
-    ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
-    if (pid < 0) return fork_error;
-
-    // Not waited for beyond a moment: see the class comment. A child that was only waiting
+    // Not waited for beyond a moment: see the class comment. A helper that was only waiting
     // interruptibly dies of the SIGKILL at once, and is then reaped here so that its write is
     // known to be over; one stuck uninterruptibly in the kernel stays in abandoned_.
     auto abandon = [&](int error) {
-        ::kill(pid, SIGKILL);
+        const pid_t pid = helper_.abandon();
         abandoned_.push_back({pid, file.string(), std::string(data)});
         const auto settle = steady_clock::now() + std::chrono::milliseconds(100);
         while (reap_abandoned() > 0 && has_unfinished_pid(pid) && steady_clock::now() < settle)
             util::wait_readable(-1, std::min(settle, steady_clock::now() + std::chrono::milliseconds(1)), nullptr);
         return error;
     };
-    auto abandoned_by = [&](WaitResult r) { return abandon(r == WaitResult::timed_out ? ETIMEDOUT : EINTR); };
-
     try {
-        // pidfd_open (Linux 5.3) may be missing or refused by a seccomp filter; then the wait
-        // polls waitpid at a short interval instead.
-        const util::Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-        if (pidfd) {
-            const WaitResult r = util::wait_readable(pidfd.get(), deadline, interrupt);
-            return r == WaitResult::ready ? reap(pid) : abandoned_by(r);
-        }
-        while (true) {
-            int status = 0;
-            const pid_t r = ::waitpid(pid, &status, WNOHANG);
-            if (r == pid) return child_result(status);
-            if (r < 0 && errno != EINTR) return EIO;  // ECHILD, as in reap()
-            const auto now = steady_clock::now();
-            if (now >= deadline) return abandon(ETIMEDOUT);
-            const auto next = std::min(deadline, now + std::chrono::milliseconds(5));
-            if (util::wait_readable(-1, next, interrupt) == WaitResult::interrupted)
-                return abandon(EINTR);
-        }
+        const WaitResult r = util::wait_readable(helper_.socket(), deadline, interrupt);
+        if (r == WaitResult::ready) return helper_.answer();
+        return abandon(r == WaitResult::timed_out ? ETIMEDOUT : EINTR);
     } catch (const std::system_error& e) {
         return abandon(e.code().value());
     }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "host/write_helper.hpp"
 #include "util/interrupt.hpp"
 
 namespace kvmgpu::host {
@@ -78,6 +79,9 @@ public:
     // 0 or the errno.
     virtual int make_dir(const std::filesystem::path& dir);
     virtual int remove_dir(const std::filesystem::path& dir);
+    // The writes of a phase are done (the launch's steps, a restore, one round of IRQ steering):
+    // a writer may let go of what it kept for them. The next write works all the same.
+    virtual void rest() {}
 };
 
 struct SysfsWriteOptions {
@@ -94,19 +98,19 @@ struct SysfsWriteOptions {
 // is reported too.
 //
 // The kernel may block that write uninterruptibly for as long as the device is in use (an
-// unbind), and a thread stuck there would keep the launcher from exiting. So the write runs in
-// a forked child that closes every inherited fd (a stuck child must not hold the launcher's
-// locks, sockets or pipes) and makes only async-signal-safe calls; the launcher waits for it
-// with a deadline and the interrupt:
-//   - the child exited: its result, 0 or the errno (EIO when it died of a signal);
+// unbind), and a thread stuck there would keep the launcher from exiting. So the writes are made
+// by a child process (host/write_helper.hpp), forked at the first write and kept for the next
+// ones until rest(), that holds none of the launcher's fds and makes only async-signal-safe
+// calls; the launcher waits for each answer with a deadline and the interrupt:
+//   - the child answered: 0 or the errno (EIO when it died of someone else's signal);
 //   - the deadline passed: ETIMEDOUT;
-//   - a stop signal is pending: EINTR, also before the child is started, so no new host change
+//   - a stop signal is pending: EINTR, also before the request is sent, so no new host change
 //     begins after a stop request. The signal is left pending for the Interrupt's owner.
-// An abandoned child is sent SIGKILL and is not waited for: it dies when the kernel returns
-// from its write, which may be never. It is reaped without blocking by reap_abandoned() (each
-// write() calls it first, and so does the destructor); one that is still stuck then stays a
-// child of the launcher until the launcher exits, after which init reaps it. Whether the
-// kernel still completes an abandoned write is unknown.
+// A child whose write is abandoned is sent SIGKILL and is not waited for: it dies when the kernel
+// returns from its write, which may be never. It is reaped without blocking by reap_abandoned()
+// (each write() calls it first, and so does the destructor); one that is still stuck then stays a
+// child of the launcher until the launcher exits, after which init reaps it. Whether the kernel
+// still completes an abandoned write is unknown. The next write forks a new child.
 //
 // One write() at a time per object.
 class RealSysfsWriter final : public SysfsWriter {
@@ -124,15 +128,21 @@ public:
     // still running (still stuck in the kernel, or not yet dead of their SIGKILL).
     std::size_t reap_abandoned();
     bool has_unfinished_write(std::string_view subject) override;
+    // Ends the child that makes the writes; the next write forks a new one.
+    void rest() override;
+    // The child that makes the writes, when one runs (tests).
+    std::optional<pid_t> helper_pid() const { return helper_.running() ? std::optional(helper_.pid()) : std::nullopt; }
 
 private:
     bool has_unfinished_pid(pid_t pid) const;
+    int send_request(const std::filesystem::path& file, std::string_view data);
     struct Abandoned {
         pid_t pid;
         std::string file;
         std::string data;
     };
     SysfsWriteOptions options_;
+    WriteHelper helper_;
     std::vector<Abandoned> abandoned_;
 };
 

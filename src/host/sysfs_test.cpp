@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -203,14 +204,17 @@ TEST_CASE("the child of a stuck write holds none of the launcher's fds", "[host]
     RealSysfsWriter writer(SysfsWriteOptions{3s, nullptr});
 
     // Seen from a second thread while the write is stuck: the child is blocked in open(2), so
-    // once it has closed what it inherited it has no fd at all.
+    // once it has closed what it inherited it has one fd, its end of the socket pair it answers on.
     bool child_seen = false, fds_closed = false;
     std::thread watcher([&] {
         const auto give_up = steady_clock::now() + 2s;
         while (steady_clock::now() < give_up && !fds_closed) {
             for (pid_t pid : live_children()) {
                 child_seen = true;
-                if (open_fds(pid) == 0) fds_closed = true;
+                const auto channel = fs::path("/proc") / std::to_string(pid) / "fd" / "3";
+                std::error_code ec;
+                if (open_fds(pid) == 1 && fs::read_symlink(channel, ec).string().starts_with("socket:"))
+                    fds_closed = true;
             }
             std::this_thread::sleep_for(5ms);
         }
@@ -224,6 +228,77 @@ TEST_CASE("the child of a stuck write holds none of the launcher's fds", "[host]
     // came too late; any of them, as long as the write returned.
     INFO("write returned " << result);
     CHECK(all_reaped(writer));
+}
+
+TEST_CASE("one child makes every write of a writer until it rests", "[host][sysfs]") {
+    TempDir dir;
+    std::ofstream(dir.path() / "a") << "old";
+    std::ofstream(dir.path() / "b") << "old";
+    RealSysfsWriter writer;
+    CHECK_FALSE(writer.helper_pid());
+    CHECK(writer.write(dir.path() / "a", "1") == 0);
+    const auto child = writer.helper_pid();
+    REQUIRE(child);
+    CHECK(live_children() == std::vector<pid_t>{*child});
+    CHECK(writer.write(dir.path() / "b", "2") == 0);
+    CHECK(writer.write(dir.path() / "missing", "3") == ENOENT);
+    CHECK(writer.helper_pid() == child);
+    CHECK(read_attr(dir.path() / "a") == "1");
+    CHECK(read_attr(dir.path() / "b") == "2");
+    writer.rest();
+    CHECK_FALSE(writer.helper_pid());
+    CHECK(live_children().empty());  // ended and reaped
+    CHECK(writer.write(dir.path() / "a", "4") == 0);  // a new child
+    CHECK(read_attr(dir.path() / "a") == "4");
+}
+
+TEST_CASE("a child killed while it waits for a write is replaced and the write is made", "[host][sysfs]") {
+    TempDir dir;
+    std::ofstream(dir.path() / "attr") << "old";
+    RealSysfsWriter writer;
+    REQUIRE(writer.write(dir.path() / "attr", "1") == 0);
+    const auto child = writer.helper_pid();
+    REQUIRE(child);
+    REQUIRE(::kill(*child, SIGKILL) == 0);
+    // Dead (not yet reaped) before the next request, so that the request finds it gone.
+    siginfo_t info{};
+    REQUIRE(::waitid(P_PID, static_cast<id_t>(*child), &info, WEXITED | WNOWAIT) == 0);
+    CHECK(writer.write(dir.path() / "attr", "2") == 0);
+    CHECK(read_attr(dir.path() / "attr") == "2");
+    CHECK(writer.helper_pid() != child);
+    writer.rest();
+    CHECK(live_children().empty());
+}
+
+TEST_CASE("a write whose child is killed by someone else is EIO: its outcome is unknown", "[host][sysfs]") {
+    TempDir dir;
+    StuckAttribute unbind(dir.path() / "unbind");
+    std::ofstream(dir.path() / "attr") << "old";
+    RealSysfsWriter writer(SysfsWriteOptions{10s, nullptr});
+    REQUIRE(writer.write(dir.path() / "attr", "1") == 0);
+    const auto child = writer.helper_pid();
+    REQUIRE(child);
+    std::thread killer([pid = *child] {
+        std::this_thread::sleep_for(50ms);  // the child is then blocked opening the FIFO
+        ::kill(pid, SIGKILL);
+    });
+    const auto start = steady_clock::now();
+    const int result = writer.write(unbind.path, "0000:01:00.0");
+    killer.join();
+    CHECK(result == EIO);
+    CHECK(steady_clock::now() - start < 5s);
+    CHECK_FALSE(writer.helper_pid());
+    CHECK(live_children().empty());  // reaped
+    CHECK(writer.write(dir.path() / "attr", "2") == 0);
+}
+
+TEST_CASE("a write larger than the child takes is refused before it is sent", "[host][sysfs]") {
+    TempDir dir;
+    std::ofstream(dir.path() / "attr") << "old";
+    RealSysfsWriter writer;
+    CHECK(writer.write(dir.path() / "attr", std::string(kMaxHelperWriteBytes + 1, '1')) == E2BIG);
+    CHECK(writer.write(dir.path() / "attr", std::string(kMaxHelperWriteBytes, '1')) == 0);
+    CHECK(read_attr(dir.path() / "attr")->size() == kMaxHelperWriteBytes);
 }
 
 TEST_CASE("a stuck unbind fails the bind at step unbind, naming the path, and rolls back", "[host][sysfs]") {
