@@ -18,14 +18,15 @@
 namespace kvmgpu::app {
 
 host::HostModel scan(const Context& ctx, bool names, bool pci) {
-    return host::scan_host(ctx.host_root, {.names = names, .pci = pci, .only = std::nullopt});
+    return host::scan_host(ctx.host_root, {.names = names, .pci = pci, .only = std::nullopt, .hugepages = true});
 }
 
 host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names, ScanScope scope) {
-    host::ScanOptions options{.names = names, .pci = !profile.pci.empty(), .only = std::nullopt};
+    host::ScanOptions options{.names = names, .pci = !profile.pci.empty(), .only = std::nullopt, .hugepages = true};
     if (scope == ScanScope::profile_devices) {
         options.only.emplace();
         for (const auto& d : profile.pci) options.only->push_back(d.address);
+        options.hugepages = profile.machine.hugepage_bytes() != 0;
     }
     auto model = host::scan_host(ctx.host_root, options);
     std::vector<host::PciDeviceInfo> devices;

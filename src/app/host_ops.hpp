@@ -28,9 +28,10 @@ host::HostModel scan(const Context& ctx, bool names = true, bool pci = true);
 // The host as a launch of `profile` meets it: scan() (PCI devices only when the profile passes
 // some), who holds the devices it would bind (HostModel::holders), and when the profile asks
 // kvmgpu to free its card, what freeing it would touch (HostModel::release).
-// `scope` says how much of the PCI tree is read: every device (what `kvmgpu check` shows), or
-// only the profile's devices, their IOMMU groups and the groups' other members, which is all the
-// binding plan and its checks use (a launch; a refused one scans again to say what check says).
+// `scope` says how much of the host is read: every device (what `kvmgpu check` shows), or only
+// the profile's devices, their IOMMU groups and the groups' other members, which is all the
+// binding plan and its checks use, and the hugepage pools only when the profile uses hugepages
+// (a launch; a refused one scans again to say what check says).
 enum class ScanScope { every_device, profile_devices };
 host::HostModel scan_for(const profile::Profile& profile, const Context& ctx, bool names = true,
                          ScanScope scope = ScanScope::every_device);

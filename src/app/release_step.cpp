@@ -63,7 +63,7 @@ bool ends_programs(const host::HostChange& change) {
 // outlived the display manager, a module's user): an unbind of a held device can hang in the
 // kernel, so the launch stops here.
 std::vector<std::string> still_held(const LaunchRun& run) {
-    const auto model = host::scan_host(run.ctx.host_root, {.names = false, .pci = true, .only = run.devices});
+    const auto model = host::scan_host(run.ctx.host_root, {.names = false, .pci = true, .only = run.devices, .hugepages = false});
     std::vector<host::PciDeviceInfo> devices;
     for (const auto& a : run.devices)
         if (const auto* d = model.find(a)) devices.push_back(*d);

@@ -68,7 +68,7 @@ struct HeldHost {
         fx.link_driver(kGpu, "nvidia");
     }
     HolderScan find(const std::vector<std::string>& addresses = {kGpu, kAudio}) {
-        const HostModel model = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt});
+        const HostModel model = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt, .hugepages = true});
         std::vector<PciDeviceInfo> devices;
         for (const auto& a : addresses) devices.push_back(*model.find(*util::PciAddress::parse(a)));
         return find_holders(fx.root(), devices);

@@ -101,14 +101,17 @@ std::vector<fs::directory_entry> list_dir(const fs::path& dir) {
 }
 
 template <typename T>
-T read_hex_or(const std::string& dir, std::string_view name, T fallback) {
-    if (auto text = read_attr(dir, name))
+T read_hex_or(int dir, const char* name, T fallback) {
+    if (auto text = read_attr_at(dir, name))
         if (auto value = parse_hex(*text)) return static_cast<T>(*value);
     return fallback;
 }
 
+// A device's attributes, read relative to its directory: a missing directory leaves every fact
+// empty, as missing files do.
 PciDeviceInfo read_device(const fs::path& path, const util::PciAddress& address, PciIds* ids) {
-    const std::string& dir = path.native();
+    const util::Fd fd(::open(path.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    const int dir = fd ? fd.get() : -1;
     PciDeviceInfo d;
     d.address = address;
     d.vendor = read_hex_or<std::uint16_t>(dir, "vendor", 0);
@@ -116,19 +119,19 @@ PciDeviceInfo read_device(const fs::path& path, const util::PciAddress& address,
     d.subsystem_vendor = read_hex_or<std::uint16_t>(dir, "subsystem_vendor", 0);
     d.subsystem_device = read_hex_or<std::uint16_t>(dir, "subsystem_device", 0);
     d.class_code = read_hex_or<std::uint32_t>(dir, "class", 0);
-    d.driver = link_basename(dir, "driver").value_or("");
-    if (auto text = read_attr(dir, "driver_override"); text && *text != "(null)" && !text->empty())
+    d.driver = link_basename_at(dir, "driver").value_or("");
+    if (auto text = read_attr_at(dir, "driver_override"); text && *text != "(null)" && !text->empty())
         d.driver_override = *text;
-    if (auto group = link_basename(dir, "iommu_group")) d.iommu_group = parse_dec(*group);
-    d.boot_vga = read_attr(dir, "boot_vga").value_or("0") == "1";
-    d.reset_method = read_attr(dir, "reset_method");
-    if (auto text = read_attr(dir, "numa_node")) {
+    if (auto group = link_basename_at(dir, "iommu_group")) d.iommu_group = parse_dec(*group);
+    d.boot_vga = read_attr_at(dir, "boot_vga").value_or("0") == "1";
+    d.reset_method = read_attr_at(dir, "reset_method");
+    if (auto text = read_attr_at(dir, "numa_node")) {
         try {
             d.numa_node = std::stoi(*text);
         } catch (const std::exception&) {
         }
     }
-    if (auto text = read_attr(dir, "resource")) d.bars = parse_resource(*text);
+    if (auto text = read_attr_at(dir, "resource")) d.bars = parse_resource(*text);
     if (ids) {
         d.vendor_name = ids->vendor(d.vendor).value_or("");
         d.device_name = ids->device(d.vendor, d.device).value_or("");
@@ -246,12 +249,14 @@ HostModel scan_host(const fs::path& root, const ScanOptions& options) {
     host.vfio_pci_driver = fs::is_directory(under(root, "sys/bus/pci/drivers/vfio-pci"), ec);
     host.vfio_dir = fs::is_directory(under(root, "dev/vfio"), ec);
 
-    read_pools(under(root, "sys/kernel/mm/hugepages"), std::nullopt, host.hugepages);
-    for (const auto& entry : list_dir(under(root, "sys/devices/system/node"))) {
-        const std::string name = entry.path().filename().string();
-        if (!name.starts_with("node")) continue;
-        if (auto node = parse_dec(std::string_view(name).substr(4)))
-            read_pools(entry.path() / "hugepages", *node, host.hugepages);
+    if (options.hugepages) {
+        read_pools(under(root, "sys/kernel/mm/hugepages"), std::nullopt, host.hugepages);
+        for (const auto& entry : list_dir(under(root, "sys/devices/system/node"))) {
+            const std::string name = entry.path().filename().string();
+            if (!name.starts_with("node")) continue;
+            if (auto node = parse_dec(std::string_view(name).substr(4)))
+                read_pools(entry.path() / "hugepages", *node, host.hugepages);
+        }
     }
 
 

@@ -144,6 +144,9 @@ struct ScanOptions {
     // check its binding (each device is a dozen sysfs reads). Unknown addresses are left out,
     // as a full scan leaves them out.
     std::optional<std::vector<util::PciAddress>> only;
+    // Read the hugepage pools (the system's and each NUMA node's); a launch whose profile uses no
+    // hugepages needs none of them.
+    bool hugepages = true;
 };
 
 // Reads everything from ROOT/sys, ROOT/proc and ROOT/dev. Missing files give empty or false

@@ -134,7 +134,7 @@ TEST_CASE("a scan without PCI reads no device or group but the rest of the host"
     HostFixture fx;
     kvmgpu::test::add_gpu_with_audio(fx);
     const auto full = scan_host(fx.root());
-    const auto lean = scan_host(fx.root(), {.names = false, .pci = false, .only = std::nullopt});
+    const auto lean = scan_host(fx.root(), {.names = false, .pci = false, .only = std::nullopt, .hugepages = true});
     CHECK(full.devices.size() == 3);
     CHECK_FALSE(full.groups.empty());
     CHECK(lean.devices.empty());
@@ -173,9 +173,10 @@ TEST_CASE("a scan of some devices reads them, their groups and the groups' other
     nic.group = 7;
     fx.add_device(nic);
 
-    const HostModel whole = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt});
+    const HostModel whole = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt, .hugepages = true});
     const HostModel some = scan_host(fx.root(), {.names = false, .pci = true,
-                                                 .only = std::vector{addr("0000:01:00.0"), addr("0000:09:00.0")}});
+                                                 .only = std::vector{addr("0000:01:00.0"), addr("0000:09:00.0")},
+                                                 .hugepages = true});
     REQUIRE(whole.devices.size() == 4);
     REQUIRE(whole.groups.size() == 2);
     // The GPU's group brings the port and the audio function along; the NIC's group is not read,
@@ -191,4 +192,9 @@ TEST_CASE("a scan of some devices reads them, their groups and the groups' other
     // What was read is what a whole scan reads.
     for (const auto& d : some.devices) CHECK(nlohmann::json(d) == nlohmann::json(*whole.find(d.address)));
     CHECK(some.mem_total == whole.mem_total);
+    CHECK(some.hugepages.size() == whole.hugepages.size());
+    REQUIRE_FALSE(whole.hugepages.empty());
+    const HostModel lean = scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt, .hugepages = false});
+    CHECK(lean.hugepages.empty());
+    CHECK(lean.devices.size() == whole.devices.size());
 }

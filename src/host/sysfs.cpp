@@ -32,17 +32,10 @@ fs::path under(const fs::path& root, const fs::path& path) {
 
 namespace {
 
-std::string joined(const std::string& dir, std::string_view name) {
-    std::string path;
-    path.reserve(dir.size() + 1 + name.size());
-    path.append(dir).append(1, '/').append(name);
-    return path;
-}
-
 // open/read rather than an ifstream: a host scan reads hundreds of these small files, and
 // the stream's machinery cost more than the reads themselves.
-std::optional<std::string> read_small_file(const char* file) {
-    util::Fd fd(::open(file, O_RDONLY | O_CLOEXEC));
+std::optional<std::string> read_small_file(int dir, const char* file) {
+    util::Fd fd(::openat(dir, file, O_RDONLY | O_CLOEXEC));
     if (!fd) return std::nullopt;
     std::string text;
     char chunk[4096];
@@ -62,9 +55,9 @@ std::optional<std::string> read_small_file(const char* file) {
 }
 
 // One readlink, not std::filesystem's lstat and readlink.
-std::optional<std::string> read_link_basename(const char* link) {
+std::optional<std::string> read_link_basename(int dir, const char* link) {
     char target[PATH_MAX];
-    const ssize_t n = ::readlink(link, target, sizeof target);
+    const ssize_t n = ::readlinkat(dir, link, target, sizeof target);
     if (n <= 0 || static_cast<std::size_t>(n) == sizeof target) return std::nullopt;
     std::string_view text(target, static_cast<std::size_t>(n));
     while (text.size() > 1 && text.back() == '/') text.remove_suffix(1);  // a trailing "/"
@@ -75,17 +68,13 @@ std::optional<std::string> read_link_basename(const char* link) {
 
 }  // namespace
 
-std::optional<std::string> read_attr(const fs::path& file) { return read_small_file(file.c_str()); }
+std::optional<std::string> read_attr(const fs::path& file) { return read_small_file(AT_FDCWD, file.c_str()); }
 
-std::optional<std::string> read_attr(const std::string& dir, std::string_view name) {
-    return read_small_file(joined(dir, name).c_str());
-}
+std::optional<std::string> read_attr_at(int dir, const char* name) { return read_small_file(dir, name); }
 
-std::optional<std::string> link_basename(const fs::path& link) { return read_link_basename(link.c_str()); }
+std::optional<std::string> link_basename(const fs::path& link) { return read_link_basename(AT_FDCWD, link.c_str()); }
 
-std::optional<std::string> link_basename(const std::string& dir, std::string_view name) {
-    return read_link_basename(joined(dir, name).c_str());
-}
+std::optional<std::string> link_basename_at(int dir, const char* name) { return read_link_basename(dir, name); }
 
 std::optional<std::uint64_t> parse_hex(std::string_view text) {
     if (text.starts_with("0x") || text.starts_with("0X")) text.remove_prefix(2);

@@ -28,15 +28,16 @@ std::filesystem::path under(const std::filesystem::path& root, const std::filesy
 // nullopt when it cannot be read (missing, permission, not a file).
 std::optional<std::string> read_attr(const std::filesystem::path& file);
 
-// The same for the file `name` in the directory `dir` ("/sys/bus/pci/devices/ADDR", "vendor"):
-// joined as a string, for a scan that reads a dozen files per device and where building a
-// std::filesystem::path for each cost more than the reads.
-std::optional<std::string> read_attr(const std::string& dir, std::string_view name);
+// The same for the file `name` in the directory open as `dir` ("vendor" in an O_PATH fd of
+// /sys/bus/pci/devices/ADDR): for a scan that reads a dozen files per device, where walking the
+// whole path (and the device's symlink) again for each, and building a std::filesystem::path for
+// each, cost more than the reads.
+std::optional<std::string> read_attr_at(int dir, const char* name);
 
 // The last component of a symlink's target ("driver" -> "../../bus/pci/drivers/e1000" gives
 // "e1000"); nullopt when `link` is not a symlink.
 std::optional<std::string> link_basename(const std::filesystem::path& link);
-std::optional<std::string> link_basename(const std::string& dir, std::string_view name);
+std::optional<std::string> link_basename_at(int dir, const char* name);
 
 // Names of a directory's entries, sorted; empty when it cannot be read.
 std::vector<std::string> entry_names(const std::filesystem::path& dir);

@@ -341,11 +341,14 @@ TEST_CASE("link_basename names the last part of a link's target and nothing for 
     fs::create_symlink("/", d / "root");
     std::ofstream(d / "vendor") << "0x8086\n";
     CHECK(link_basename(d / "driver") == "e1000");
-    CHECK(link_basename(d.string(), "driver") == "e1000");
-    CHECK(link_basename(d.string(), "iommu_group") == "12");
+    const kvmgpu::util::Fd opened(::open(d.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    REQUIRE(opened);
+    CHECK(link_basename_at(opened.get(), "driver") == "e1000");
+    CHECK(link_basename_at(opened.get(), "iommu_group") == "12");
     CHECK(link_basename(d / "root") == "");
     CHECK(link_basename(d / "vendor") == std::nullopt);   // not a link
     CHECK(link_basename(d / "missing") == std::nullopt);
-    CHECK(read_attr(d.string(), "vendor") == "0x8086");
-    CHECK(read_attr(d.string(), "missing") == std::nullopt);
+    CHECK(read_attr_at(opened.get(), "vendor") == "0x8086");
+    CHECK(read_attr_at(opened.get(), "missing") == std::nullopt);
+    CHECK(read_attr_at(-1, "vendor") == std::nullopt);  // a directory that did not open
 }

@@ -844,7 +844,7 @@ TEST_CASE("a launch's check (a model scanned without names) never reads pci.ids"
     profile::Profile profile = test::make_profile({"0000:01:00.0", "0000:01:00.1"});
     profile.pci[0].id = "10de:2684";
     const CheckResult named = check(profile, scan_host(fx.root()), {});
-    const CheckResult bare = check(profile, scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt}), {});
+    const CheckResult bare = check(profile, scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt, .hugepages = true}), {});
     REQUIRE(named.find("identity-mismatch"));
     REQUIRE(bare.find("identity-mismatch"));
     CHECK(contains(named.find("identity-mismatch")->what, "AD102 [GeForce RTX 4090]"));

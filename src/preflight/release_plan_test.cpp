@@ -22,7 +22,7 @@ struct Planned {
 };
 
 Planned plan(const HostFixture& fx, const profile::Profile& p) {
-    auto model = host::scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt});
+    auto model = host::scan_host(fx.root(), {.names = false, .pci = true, .only = std::nullopt, .hugepages = true});
     model.release = host::scan_release(fx.root(), p.release.modules);
     Planned out{check(p, model), {}, {}};
     for (const auto& s : out.result.release)
