@@ -10,6 +10,7 @@
 
 #include "app/console_http.hpp"
 #include "util/asio.hpp"
+#include "util/text.hpp"
 
 namespace kvmgpu::app {
 namespace {
@@ -47,6 +48,20 @@ awaitable<void> pump(std::shared_ptr<Relay> relay, tcp::socket& from, tcp::socke
     } catch (const std::exception&) {
     }
     relay->close();
+}
+
+// The end of a request head: a blank line, ended by CRLF as HTTP says, or by a bare LF, which
+// HTTP lets a server accept (RFC 9112 2.2) and which parse_request_head() reads too. A client
+// that ends its lines with LF alone is then answered at once, not when kHeadDeadline runs out.
+using HeadIterator = asio::buffers_iterator<asio::streambuf::const_buffers_type>;
+std::pair<HeadIterator, bool> end_of_head(HeadIterator begin, HeadIterator end) {
+    for (auto it = begin; it != end; ++it) {
+        if (*it != '\n') continue;
+        auto next = std::next(it);
+        if (next != end && *next == '\r') ++next;
+        if (next != end && *next == '\n') return {std::next(next), true};
+    }
+    return {end, false};
 }
 
 std::string strip_brackets(std::string host) {
@@ -96,15 +111,16 @@ struct ConsoleServer::Impl {
         }
     }
 
+    // The answer to a HEAD request is the head alone, with the body's length (RFC 9110 9.3.2).
     static awaitable<void> send(tcp::socket& s, int status, std::string_view reason, std::string_view type,
-                                const std::string& body) {
+                                const std::string& body, bool head_only = false) {
         const auto head = response_head(status, reason, type, body.size());
-        const std::array<asio::const_buffer, 2> parts{asio::buffer(head), asio::buffer(body)};
+        const std::array<asio::const_buffer, 2> parts{asio::buffer(head), asio::buffer(body.data(), head_only ? 0 : body.size())};
         co_await asio::async_write(s, parts, use_awaitable);
     }
 
-    static awaitable<void> send_error(tcp::socket& s, int status, const std::string& reason) {
-        co_await send(s, status, reason, "text/plain; charset=utf-8", std::to_string(status) + " " + reason + "\n");
+    static awaitable<void> send_error(tcp::socket& s, int status, const std::string& reason, bool head_only = false) {
+        co_await send(s, status, reason, "text/plain; charset=utf-8", std::to_string(status) + " " + reason + "\n", head_only);
     }
 
     awaitable<void> serve(tcp::socket socket) {
@@ -122,7 +138,7 @@ struct ConsoleServer::Impl {
         std::size_t n = 0;
         boost::system::error_code read_error;
         try {
-            n = co_await asio::async_read_until(socket, buf, "\r\n\r\n", use_awaitable);
+            n = co_await asio::async_read_until(socket, buf, end_of_head, use_awaitable);
         } catch (const boost::system::system_error& e) {
             read_error = e.code();
         }
@@ -142,14 +158,17 @@ struct ConsoleServer::Impl {
             co_return;
         }
         const auto& request = *parsed.request;
-        if (request.method != "GET" && request.method != "HEAD") {
+        const bool head_only = request.method == "HEAD";
+        if (request.method != "GET" && !head_only) {
             co_await send_error(socket, 405, "Method Not Allowed");
             co_return;
         }
         const auto rel = normalise_path(request.path);
         const std::string prefix = options.token + "/";
-        if (!rel || (*rel != options.token && rel->rfind(prefix, 0) != 0)) {
-            co_await send_error(socket, 404, "Not Found");
+        // The token is compared in constant time: how long a wrong guess took says nothing of how
+        // much of it was right.
+        if (!rel || !util::constant_time_equal(std::string_view(*rel).substr(0, rel->find('/')), options.token)) {
+            co_await send_error(socket, 404, "Not Found", head_only);
             co_return;
         }
         if (*rel == options.token && request.path.back() != '/') {
@@ -161,11 +180,11 @@ struct ConsoleServer::Impl {
         }
         const std::string inner = *rel == options.token ? "" : rel->substr(prefix.size());
         if (inner.empty()) {
-            co_await send(socket, 200, "OK", content_type("page.html"), console_page(options.name, options.password));
+            co_await send(socket, 200, "OK", content_type("page.html"), console_page(options.name, options.password), head_only);
         } else if (inner == "websockify" && request.websocket_upgrade()) {
             co_await relay(std::move(socket), head, buf);
         } else {
-            co_await send_file(socket, inner, request.method == "HEAD");
+            co_await send_file(socket, inner, head_only);
         }
     }
 
@@ -173,21 +192,16 @@ struct ConsoleServer::Impl {
         const auto file = options.novnc_dir / inner;
         struct stat st {};
         if (::stat(file.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::uintmax_t>(st.st_size) > kMaxFile) {
-            co_await send_error(socket, 404, "Not Found");
+            co_await send_error(socket, 404, "Not Found", head_only);
             co_return;
         }
         std::ifstream in(file, std::ios::binary);
         std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
         if (!in.good() && !in.eof()) {
-            co_await send_error(socket, 500, "Internal Server Error");
+            co_await send_error(socket, 500, "Internal Server Error", head_only);
             co_return;
         }
-        if (head_only) {
-            const auto h = response_head(200, "OK", content_type(inner), body.size());
-            co_await asio::async_write(socket, asio::buffer(h), use_awaitable);
-        } else {
-            co_await send(socket, 200, "OK", content_type(inner), body);
-        }
+        co_await send(socket, 200, "OK", content_type(inner), body, head_only);
     }
 
     // The client's WebSocket handshake goes on to the VM's WebSocket with the path "/" (QEMU's

@@ -142,3 +142,33 @@ TEST_CASE("idle connections without the token cannot keep the browser out", "[co
     ::kill(::getpid(), SIGTERM);
     CHECK(ran.get());
 }
+
+TEST_CASE("HEAD gets the head alone and a head ended by bare LFs is answered at once", "[console]") {
+    const testing::TempDir novnc;
+    std::ofstream(novnc.path() / "app.js") << "console.log(1);\n";
+    ConsoleOptions o;
+    o.name = "vm";
+    o.novnc_dir = novnc.path();
+    o.token = "tok";
+    o.target_host = "127.0.0.1";
+    o.target_port = 1;
+    ConsoleServer server(std::move(o));
+    const auto port = server.port();
+    auto ran = std::async(std::launch::async, [&] { return server.run({}); });
+
+    for (const char* path : {"/tok/app.js", "/tok/", "/tok/missing.js", "/other/"}) {
+        INFO(path);
+        const auto reply = http_exchange(port, std::string("HEAD ") + path + " HTTP/1.1\r\n\r\n");
+        const auto end = reply.find("\r\n\r\n");
+        REQUIRE(end != std::string::npos);
+        CHECK(reply.size() == end + 4);  // no body after the head
+        CHECK(reply.find("Content-Length: 0\r\n") == std::string::npos);  // the length a GET would get
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto reply = http_exchange(port, "GET /tok/app.js HTTP/1.1\nHost: 127.0.0.1\n\n");
+    CHECK(reply.rfind("HTTP/1.1 200 ", 0) == 0);
+    CHECK(reply.find("console.log(1);") != std::string::npos);
+    CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(5));  // not the 10 s head deadline
+    ::kill(::getpid(), SIGTERM);
+    CHECK(ran.get());
+}

@@ -78,7 +78,9 @@ std::string ensure_vnc_secret(const util::VmLayout& layout) {
     util::Fd fd(::open(file.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd) throw std::system_error(errno, std::generic_category(), "cannot create \"" + file.string() + "\"");
     const std::string line = secret + "\n";
-    if (::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) || ::fsync(fd.get()) != 0) {
+    // 0600 whatever the umask took from it: read_checked() wants exactly that mode next time.
+    if (::fchmod(fd.get(), 0600) != 0 || ::write(fd.get(), line.data(), line.size()) != static_cast<ssize_t>(line.size()) ||
+        ::fsync(fd.get()) != 0) {
         const int err = errno;
         ::unlink(file.c_str());
         throw std::system_error(err, std::generic_category(), "cannot write \"" + file.string() + "\"");

@@ -52,3 +52,20 @@ TEST_CASE("random passwords differ", "[console]") {
     CHECK(app::random_alphanumeric(16) != app::random_alphanumeric(16));
     CHECK(app::random_alphanumeric(3).size() == 3);
 }
+
+TEST_CASE("the VNC password file is 0600 whatever the umask and is read back on the next run", "[console]") {
+    testing::TempDir t;
+    const auto layout = util::VmLayout::of(t.path() / "run", t.path(), "vm");
+    std::filesystem::create_directory(layout.state_dir);
+    const mode_t before = ::umask(0277);  // would leave 0400
+    std::string made;
+    try {
+        made = app::ensure_vnc_secret(layout);
+    } catch (...) {
+        ::umask(before);
+        throw;
+    }
+    ::umask(before);
+    CHECK(mode_of(layout.vnc_password()) == 0600);
+    CHECK(app::ensure_vnc_secret(layout) == made);
+}

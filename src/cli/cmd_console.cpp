@@ -1,5 +1,6 @@
 // `kvmgpu console NAME`: a noVNC page for a running VM, served on the host's loopback.
 #include <chrono>
+#include <optional>
 #include <ostream>
 
 #include <nlohmann/json.hpp>
@@ -17,27 +18,35 @@ namespace kvmgpu::cli {
 void console_options(po::options_description& desc) {
     desc.add_options()
         ("guest", "serve the VNC server inside the guest (websockify on [display] guest_websocket) instead of QEMU's")
-        ("port", po::value<unsigned>()->value_name("P"), "listen on 127.0.0.1:P (default: a free port)")
+        ("port", po::value<std::string>()->value_name("P"), "listen on 127.0.0.1:P (default: a free port)")
         ("novnc-dir", po::value<std::string>()->default_value("/usr/share/novnc")->value_name("DIR"),
          "noVNC's files (Debian's novnc package)")
         ("once", "end when the first browser session ends (for scripts and tests)");
 }
 
 int console_command(Invocation& inv) {
-    if (inv.args.size() != 1) throw UsageError("usage: kvmgpu console NAME [--guest] [--port P] [--once]");
+    if (inv.args.size() != 1)
+        throw UsageError("usage: kvmgpu console NAME [--guest] [--port P] [--novnc-dir DIR] [--once]");
     const auto& name = inv.args.front();
     app::ConsoleOptions o;
     o.name = name;
     o.novnc_dir = inv.options["novnc-dir"].as<std::string>();
     o.once = inv.options.count("once") > 0;
     if (inv.options.count("port")) {
-        o.port = inv.options["port"].as<unsigned>();
-        if (o.port == 0 || o.port > 65535) throw UsageError("--port " + std::to_string(o.port) + " is not a port; give 1 to 65535");
+        // Read as text: a number type would take "-1" as 4294967295.
+        const auto text = inv.options["port"].as<std::string>();
+        const auto port = text.size() <= 5 && text.find_first_not_of("0123456789") == std::string::npos
+                              ? std::optional<unsigned>(text.empty() ? 0 : std::stoul(text))
+                              : std::nullopt;
+        if (!port || *port == 0 || *port > 65535)
+            throw UsageError("--port " + util::quoted(text) + " is not a port; give 1 to 65535, or leave it out for a free one");
+        o.port = *port;
     }
+    // The VM first: whether it runs matters before where noVNC is.
+    const auto target = app::console_target(inv.ctx, name, inv.options.count("guest") > 0);
     if (!std::filesystem::is_regular_file(o.novnc_dir / "core" / "rfb.js"))
         throw UsageError("noVNC is not in " + util::quoted(o.novnc_dir.string()) +
                          " (no core/rfb.js); install Debian's novnc package (apt-get install novnc) or give --novnc-dir");
-    const auto target = app::console_target(inv.ctx, name, inv.options.count("guest") > 0);
     o.target_host = target.host;
     o.target_port = target.port;
     o.password = target.password;

@@ -191,3 +191,13 @@ TEST_CASE("list --json gives each device its holders", "[cli][host][holders]") {
         }
     }
 }
+
+TEST_CASE("console refuses a port that is not one and names what was given", "[cli][console]") {
+    test::HostFixture fx;
+    for (const char* port : {"-1", "0", "65536", "http", "99999999999"}) {
+        INFO(port);
+        const auto r = kvmgpu_on(fx, {"console", "vm", "--port", port});
+        CHECK(r.status == 2);
+        CHECK(r.err.find(std::string("--port \"") + port + "\" is not a port; give 1 to 65535") != std::string::npos);
+    }
+}

@@ -169,4 +169,14 @@ std::vector<std::string_view> split_words(std::string_view text) {
     return words;
 }
 
+bool constant_time_equal(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    unsigned char differ = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        differ = static_cast<unsigned char>(differ | (static_cast<unsigned char>(a[i]) ^ static_cast<unsigned char>(b[i])));
+    // Read through a volatile so that the loop cannot be cut short by the optimiser.
+    const volatile unsigned char result = differ;
+    return result == 0;
+}
+
 }  // namespace kvmgpu::util

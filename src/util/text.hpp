@@ -40,6 +40,10 @@ std::vector<std::string_view> split_words(std::string_view text);
 // The first word of `text`, which is advanced past it; empty when only blanks are left.
 std::string_view next_word(std::string_view& text);
 
+// Whether a and b are equal, in a time that depends on their lengths only, not on where they
+// first differ: for comparing a secret (a URL's token) with what a client sent.
+bool constant_time_equal(std::string_view a, std::string_view b);
+
 // The parts with `separator` between them: join({"a", "b"}, ", ") is "a, b".
 std::string join(const std::vector<std::string>& parts, std::string_view separator);
 

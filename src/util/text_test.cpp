@@ -86,3 +86,13 @@ TEST_CASE("split_words splits at spaces tabs and newlines and keeps no empty wor
     CHECK(kvmgpu::util::split_words("0x1 0x2\t0x3\n") == V{"0x1", "0x2", "0x3"});
     CHECK(kvmgpu::util::split_words("  a  \r\n b") == V{"a", "b"});
 }
+
+TEST_CASE("constant_time_equal is equality", "[util]") {
+    using kvmgpu::util::constant_time_equal;
+    CHECK(constant_time_equal("", ""));
+    CHECK(constant_time_equal("aZ09", "aZ09"));
+    CHECK_FALSE(constant_time_equal("aZ09", "aZ08"));
+    CHECK_FALSE(constant_time_equal("aZ09", "bZ09"));
+    CHECK_FALSE(constant_time_equal("aZ0", "aZ09"));
+    CHECK_FALSE(constant_time_equal(std::string_view("a\0", 2), "a"));
+}
