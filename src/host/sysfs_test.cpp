@@ -18,6 +18,7 @@
 #include "temp_dir.hpp"
 #include "util/fd.hpp"
 #include "util/interrupt.hpp"
+#include "util/proc.hpp"
 
 namespace fs = std::filesystem;
 using namespace kvmgpu::host;
@@ -351,4 +352,33 @@ TEST_CASE("link_basename names the last part of a link's target and nothing for 
     CHECK(read_attr_at(opened.get(), "vendor") == "0x8086");
     CHECK(read_attr_at(opened.get(), "missing") == std::nullopt);
     CHECK(read_attr_at(-1, "vendor") == std::nullopt);  // a directory that did not open
+}
+
+TEST_CASE("a launcher killed with -9 leaves no writer child behind", "[host][sysfs]") {
+    TempDir dir;
+    std::ofstream(dir.path() / "attr") << "old";
+    int report[2];
+    REQUIRE(::pipe(report) == 0);
+    const pid_t launcher = ::fork();
+    REQUIRE(launcher >= 0);
+    if (launcher == 0) {
+        RealSysfsWriter writer;
+        const int result = writer.write(dir.path() / "attr", "1");
+        const pid_t helper = result == 0 && writer.helper_pid() ? *writer.helper_pid() : -1;
+        (void)!::write(report[1], &helper, sizeof helper);
+        ::pause();
+        ::_exit(0);
+    }
+    ::close(report[1]);
+    pid_t helper = -1;
+    REQUIRE(::read(report[0], &helper, sizeof helper) == sizeof helper);
+    ::close(report[0]);
+    REQUIRE(helper > 0);
+    CHECK(read_attr(dir.path() / "attr") == "1");
+    REQUIRE(::kill(launcher, SIGKILL) == 0);
+    REQUIRE(::waitpid(launcher, nullptr, 0) == launcher);
+    // The idle child sees its socket's other end close and exits (init reaps it).
+    const auto give_up = steady_clock::now() + 5s;
+    while (kvmgpu::util::process_alive(helper) && steady_clock::now() < give_up) std::this_thread::sleep_for(5ms);
+    CHECK_FALSE(kvmgpu::util::process_alive(helper));
 }
